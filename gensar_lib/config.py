@@ -1,0 +1,236 @@
+"""Profiles (tiny | small | paper) as typed, frozen dataclasses; taught in notebook 00_data.
+
+A profile fixes every hyper-parameter of every stage, so one name reproduces a
+whole run. ``load_profile()`` reads ``GENSAR_PROFILE`` and ``dataset_spec()``
+reads ``GENSAR_DATASET``; notebooks call both in their ``parameters`` cell.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Literal
+
+PROFILE_ENV = "GENSAR_PROFILE"
+DATASET_ENV = "GENSAR_DATASET"
+CACHE_ENV = "GENSAR_CACHE"
+DEFAULT_PROFILE = "small"
+DEFAULT_DATASET = "synthetic"
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class ConfigError(ValueError):
+    """An impossible or unknown configuration value."""
+
+
+@dataclass(frozen=True)
+class SyntheticConfig:
+    """Size and behaviour knobs of the synthetic world (notebook 00_data).
+
+    ``collab_strength`` is the probability that a recommendation follows the
+    hidden bundle transitions rather than text similarity or popularity; 0
+    makes the collaborative signal carry nothing beyond text and popularity.
+    """
+
+    n_users: int = 1200
+    items_per_leaf: int = 24
+    n_leaves: int = 48
+    mean_length: float = 16.0
+    min_length: int = 8
+    search_share: float = 0.35
+    collab_strength: float = 0.7
+    bundle_length: int = 4
+    items_per_bundle_step: int = 3
+    noise: float = 0.05
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """How a dataset becomes cases: semi-synthetic search, split protocol, candidates."""
+
+    synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
+    search_fraction: float = 1.0  # share of eligible reviews that also yield a search event
+    min_user_events: int = 3  # recommendation events a user needs for leave-one-out
+    protocol: Literal["strict", "official"] = "strict"
+    n_negatives: int = 99
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class EmbeddingConfig:
+    """Semantic encoder and the SASRec stand-in for UniSAR (notebook 01_embeddings)."""
+
+    encoder: str = "all-MiniLM-L6-v2"  # paper: BAAI/bge-base-en-v1.5
+    max_seq_length: int = 128
+    batch_size: int = 64
+    sasrec_dim: int = 64
+    sasrec_blocks: int = 2
+    sasrec_epochs: int = 30
+    sasrec_max_len: int = 50
+
+
+@dataclass(frozen=True)
+class QuantizeConfig:
+    """The joint RQ-VAE (notebooks 02 and 03); paper values in the paper profile."""
+
+    shared_levels: int = 2
+    specific_levels: int = 2
+    codebook_size: int = 64
+    shared_dim: int = 64
+    specific_dim: int = 32
+    hidden_dims: tuple[int, ...] = (256, 128)
+    epochs: int = 100
+    batch_size: int = 1024
+    lr: float = 1e-3
+    beta: float = 0.25
+    sinkhorn_epsilon: float = 0.003
+    collision_rounds: int = 20
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The T5 backbone; ``pretrained`` loads weights (name or folder), else a fresh T5Config."""
+
+    pretrained: str | None = None  # paper: "t5-small"
+    d_model: int = 128
+    d_ff: int = 512
+    num_layers: int = 2
+    num_heads: int = 4
+    d_kv: int = 32
+    vocab_size: int = 2000  # trained tokenizer size, identifier tokens come on top
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Instruction tuning of the T5 model (notebook 05_t5_training)."""
+
+    epochs: int = 10
+    batch_size: int = 128
+    lr: float = 1e-3
+    warmup_ratio: float = 0.01
+    history_length: int = 5
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """Constrained beam search and metrics (notebook 05_t5_training)."""
+
+    beam_size: int = 20
+    ks: tuple[int, ...] = (1, 5, 10)
+    max_eval_users: int | None = None
+
+
+@dataclass(frozen=True)
+class Profile:
+    """One named set of hyper-parameters for every stage."""
+
+    name: str
+    data: DataConfig = field(default_factory=DataConfig)
+    embeddings: EmbeddingConfig = field(default_factory=EmbeddingConfig)
+    quantize: QuantizeConfig = field(default_factory=QuantizeConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    seed: int = 0
+
+
+def _tiny() -> Profile:
+    return Profile(
+        name="tiny",
+        data=DataConfig(
+            synthetic=SyntheticConfig(n_users=300, items_per_leaf=10, n_leaves=24, mean_length=12.0)
+        ),
+        embeddings=EmbeddingConfig(max_seq_length=64, sasrec_dim=32, sasrec_blocks=1, sasrec_epochs=10),
+        quantize=QuantizeConfig(codebook_size=16, hidden_dims=(128,), epochs=30),
+        model=ModelConfig(d_model=64, d_ff=256, num_layers=2, num_heads=2, d_kv=32, vocab_size=800),
+        train=TrainConfig(epochs=3, batch_size=64),
+        eval=EvalConfig(beam_size=10, max_eval_users=100),
+    )
+
+
+def _small() -> Profile:
+    return Profile(name="small")
+
+
+def _paper() -> Profile:
+    return Profile(
+        name="paper",
+        data=DataConfig(synthetic=SyntheticConfig(n_users=5000, items_per_leaf=40, n_leaves=48)),
+        embeddings=EmbeddingConfig(
+            encoder="BAAI/bge-base-en-v1.5", max_seq_length=256, sasrec_epochs=200
+        ),
+        quantize=QuantizeConfig(
+            codebook_size=256, hidden_dims=(512, 256, 128), epochs=500, batch_size=1024
+        ),
+        model=ModelConfig(pretrained="t5-small"),
+        train=TrainConfig(epochs=200, batch_size=256),
+        eval=EvalConfig(beam_size=30),
+    )
+
+
+PROFILES = {"tiny": _tiny, "small": _small, "paper": _paper}
+
+
+def load_profile(name: str | None = None, **overrides: Any) -> Profile:
+    """The named profile (default: ``$GENSAR_PROFILE`` or ``small``), with top-level overrides."""
+    name = name or os.environ.get(PROFILE_ENV) or DEFAULT_PROFILE
+    if name not in PROFILES:
+        raise ConfigError(
+            f"unknown profile {name!r} (from {PROFILE_ENV} or the --profile argument); "
+            f"choose one of {sorted(PROFILES)}"
+        )
+    profile = replace(PROFILES[name](), **overrides)
+    check_profile(profile)
+    return profile
+
+
+def dataset_spec(spec: str | None = None) -> str:
+    """``synthetic`` or a dataset folder (default: ``$GENSAR_DATASET`` or ``synthetic``)."""
+    return spec or os.environ.get(DATASET_ENV) or DEFAULT_DATASET
+
+
+def check_profile(profile: Profile) -> None:
+    """Reject impossible values with a message naming the field and value."""
+    d, s = profile.data, profile.data.synthetic
+    checks = [
+        ("data.search_fraction", d.search_fraction, 0.0 <= d.search_fraction <= 1.0),
+        ("data.min_user_events", d.min_user_events, d.min_user_events >= 3),
+        ("data.protocol", d.protocol, d.protocol in ("strict", "official")),
+        ("data.n_negatives", d.n_negatives, d.n_negatives >= 1),
+        ("data.synthetic.n_users", s.n_users, s.n_users >= 1),
+        ("data.synthetic.items_per_leaf", s.items_per_leaf, s.items_per_leaf >= 1),
+        ("data.synthetic.n_leaves", s.n_leaves, s.n_leaves >= 2),
+        ("data.synthetic.min_length", s.min_length, s.min_length >= 3),
+        ("data.synthetic.mean_length", s.mean_length, s.mean_length >= s.min_length),
+        ("data.synthetic.search_share", s.search_share, 0.0 <= s.search_share < 1.0),
+        ("data.synthetic.collab_strength", s.collab_strength, 0.0 <= s.collab_strength <= 1.0),
+        ("data.synthetic.noise", s.noise, 0.0 <= s.noise <= 1.0),
+        ("data.synthetic.bundle_length", s.bundle_length, s.bundle_length >= 2),
+        ("quantize.codebook_size", profile.quantize.codebook_size, profile.quantize.codebook_size >= 2),
+        ("eval.beam_size", profile.eval.beam_size, profile.eval.beam_size >= 1),
+    ]
+    for name, value, ok in checks:
+        if not ok:
+            raise ConfigError(f"impossible config: {name} = {value!r} in profile {profile.name!r}")
+
+
+def as_dict(obj: Any) -> Any:
+    """A JSON-ready view of a config dataclass (tuples become lists)."""
+    return json.loads(json.dumps(dataclasses.asdict(obj), sort_keys=True))
+
+
+def fingerprint(*parts: Any) -> str:
+    """A short stable hash of JSON-able parts (configs, file hashes); keys artifacts."""
+    blob = json.dumps(
+        [as_dict(p) if dataclasses.is_dataclass(p) else p for p in parts], sort_keys=True
+    )
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def cache_dir() -> Path:
+    """Where stage artifacts live: ``$GENSAR_CACHE`` or ``data/cache`` in the repository."""
+    return Path(os.environ.get(CACHE_ENV) or REPO_ROOT / "data" / "cache")
