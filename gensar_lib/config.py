@@ -45,6 +45,9 @@ class SyntheticConfig:
     bundle_length: int = 4
     items_per_bundle_step: int = 3
     noise: float = 0.05
+    leaves_per_user: int = 3  # semantic taste: leaves from one or two departments
+    bundles_per_user: int = 2  # collaborative taste
+    popularity_exponent: float = 0.8  # Zipf exponent of item popularity
     seed: int = 0
 
 
@@ -209,7 +212,14 @@ def check_profile(profile: Profile) -> None:
         ("data.synthetic.search_share", s.search_share, 0.0 <= s.search_share < 1.0),
         ("data.synthetic.collab_strength", s.collab_strength, 0.0 <= s.collab_strength <= 1.0),
         ("data.synthetic.noise", s.noise, 0.0 <= s.noise <= 1.0),
-        ("data.synthetic.bundle_length", s.bundle_length, s.bundle_length >= 2),
+        ("data.synthetic.bundle_length", s.bundle_length, 2 <= s.bundle_length <= s.n_leaves),
+        # 64 = leaves in the built-in vocabulary of gensar_lib.data.synthetic
+        ("data.synthetic.n_leaves", s.n_leaves, s.n_leaves <= 64),
+        ("data.synthetic.items_per_bundle_step", s.items_per_bundle_step,
+         1 <= s.items_per_bundle_step <= s.items_per_leaf),
+        ("data.synthetic.leaves_per_user", s.leaves_per_user, s.leaves_per_user >= 1),
+        ("data.synthetic.bundles_per_user", s.bundles_per_user, s.bundles_per_user >= 1),
+        ("data.synthetic.popularity_exponent", s.popularity_exponent, s.popularity_exponent >= 0.0),
         ("quantize.codebook_size", profile.quantize.codebook_size, profile.quantize.codebook_size >= 2),
         ("eval.beam_size", profile.eval.beam_size, profile.eval.beam_size >= 1),
     ]

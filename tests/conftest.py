@@ -16,3 +16,26 @@ def office_dir() -> Path:
             pytest.fail(f"CI needs the Office data at {OFFICE_DIR}")
         pytest.skip(f"Office data not found at {OFFICE_DIR}")
     return OFFICE_DIR
+
+
+@pytest.fixture(scope="session")
+def session_cache(tmp_path_factory):
+    from gensar_lib.artifacts import ArtifactCache
+
+    return ArtifactCache(tmp_path_factory.mktemp("cache"))
+
+
+@pytest.fixture(scope="session")
+def tiny_prepared(session_cache):
+    from gensar_lib.config import load_profile
+    from gensar_lib.data.pipeline import prepare_data
+
+    return prepare_data("synthetic", load_profile("tiny"), session_cache)
+
+
+@pytest.fixture(scope="session")
+def office_prepared(office_dir, session_cache):
+    from gensar_lib.config import load_profile
+    from gensar_lib.data.pipeline import prepare_data
+
+    return prepare_data(str(office_dir), load_profile("tiny"), session_cache)

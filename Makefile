@@ -1,0 +1,12 @@
+# The two commands of README.md; each sets itself up first.
+.PHONY: setup run test
+
+setup:
+	@bash scripts/setup.sh
+
+run: setup
+	@bash scripts/run_notebooks.sh
+
+test: setup
+	GENSAR_PROFILE=tiny GENSAR_FIGURES=build/test-figures .venv/bin/python -m pytest tests notebooks --nbval-lax --nbval-current-env \
+	  --nbval-cell-timeout=900 -p no:cacheprovider

@@ -1,0 +1,80 @@
+"""One entry point from a dataset spec to cases and candidate lists (notebook 00_data).
+
+``prepare_data("synthetic" | folder, profile)`` loads or builds the dataset,
+adds semi-synthetic search events to real data, splits it and samples the
+candidate lists, caching the result under a key derived from the data config
+and the input files' contents.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from gensar_lib.artifacts import ArtifactCache, code_fingerprint
+from gensar_lib.config import Profile, dataset_spec, load_profile
+from gensar_lib.data.amazon import load_folder
+from gensar_lib.data.candidates import build_candidates
+from gensar_lib.data.queries import add_search_events
+from gensar_lib.data.schema import DataError, Dataset
+from gensar_lib.data.splits import Split, leave_one_out
+from gensar_lib.data.synthetic import SyntheticWorld, build_synthetic_world
+
+SYNTHETIC = "synthetic"
+
+
+@dataclass
+class PreparedData:
+    """A dataset with its split and candidate lists; ``world`` holds the synthetic ground truth."""
+
+    dataset: Dataset
+    split: Split
+    candidates: dict[str, np.ndarray]
+    world: SyntheticWorld | None
+    key: str
+
+
+def source_fingerprint(spec: str) -> str:
+    """``synthetic``, or a hash of the data files in the folder (names and contents)."""
+    if spec == SYNTHETIC:
+        return SYNTHETIC
+    folder = Path(spec).expanduser()
+    if not folder.is_dir():
+        raise DataError(f"dataset folder {str(folder)!r} does not exist (GENSAR_DATASET or --dataset)")
+    digest = hashlib.sha256()
+    for path in sorted(folder.iterdir()):
+        if path.is_file() and path.name.endswith((".json", ".json.gz")):
+            digest.update(path.name.encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def load_dataset(spec: str, profile: Profile) -> tuple[Dataset, SyntheticWorld | None]:
+    """The dataset named by ``spec``; real data gets its semi-synthetic search events here."""
+    cfg = profile.data
+    if spec == SYNTHETIC:
+        world = build_synthetic_world(cfg.synthetic)
+        return world.dataset, world
+    ds = load_folder(Path(spec).expanduser(), min_user_events=cfg.min_user_events)
+    return add_search_events(ds, cfg.search_fraction, cfg.seed), None
+
+
+def _prepare(spec: str, profile: Profile, key: str) -> PreparedData:
+    ds, world = load_dataset(spec, profile)
+    split = leave_one_out(ds, profile.data.protocol)
+    candidates = build_candidates(ds, split, profile.data.n_negatives, profile.data.seed)
+    return PreparedData(ds, split, candidates, world, key)
+
+
+def prepare_data(
+    spec: str | None = None, profile: Profile | None = None, cache: ArtifactCache | None = None
+) -> PreparedData:
+    """Load, split and sample candidates for ``spec`` under ``profile`` (cached)."""
+    spec = dataset_spec(spec)
+    profile = profile or load_profile()
+    cache = cache or ArtifactCache()
+    inputs = [source_fingerprint(spec), code_fingerprint(Path(__file__).parent)]
+    key = cache.key("data", profile.data, inputs)
+    return cache.cached("data", profile.data, lambda: _prepare(spec, profile, key), inputs)
