@@ -192,8 +192,15 @@ def load_profile(name: str | None = None, **overrides: Any) -> Profile:
 
 
 def dataset_spec(spec: str | None = None) -> str:
-    """``synthetic`` or a dataset folder (default: ``$GENSAR_DATASET`` or ``synthetic``)."""
-    return spec or os.environ.get(DATASET_ENV) or DEFAULT_DATASET
+    """``synthetic`` or a dataset folder (default: ``$GENSAR_DATASET`` or ``synthetic``).
+
+    A relative folder that is not found from the working directory (a notebook
+    runs in ``notebooks/``) is taken relative to the repository root.
+    """
+    spec = spec or os.environ.get(DATASET_ENV) or DEFAULT_DATASET
+    if spec != DEFAULT_DATASET and not Path(spec).expanduser().exists() and (REPO_ROOT / spec).exists():
+        return str(REPO_ROOT / spec)
+    return spec
 
 
 def check_profile(profile: Profile) -> None:

@@ -1,7 +1,7 @@
 """Profiles: named, typed, validated, read from the environment."""
 import pytest
 
-from gensar_lib.config import ConfigError, dataset_spec, fingerprint, load_profile
+from gensar_lib.config import REPO_ROOT, ConfigError, dataset_spec, fingerprint, load_profile
 
 
 def test_paper_profile_has_the_papers_hyper_parameters():
@@ -34,3 +34,9 @@ def test_unknown_profile_and_impossible_values_are_named():
 def test_fingerprints_differ_between_profiles():
     assert len({fingerprint(load_profile(n)) for n in ("tiny", "small", "paper")}) == 3
     assert fingerprint(load_profile("tiny")) == fingerprint(load_profile("tiny"))
+
+
+def test_relative_dataset_folder_resolves_from_the_repository_root(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    assert dataset_spec("gensar_lib") == str(REPO_ROOT / "gensar_lib")
+    assert dataset_spec("no/such/folder") == "no/such/folder"
