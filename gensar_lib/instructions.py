@@ -1,0 +1,198 @@
+"""Instruction data: search and recommendation as text-to-identifier generation (notebook 04_instructions).
+
+Task families (``shared/reference/gensar-method.md`` section 3):
+
+- ``NRIP``, next recommendation item prediction: history -> ``<rec_item>`` + collaborative ID;
+- ``NSIP``, next search item prediction: history + query -> ``<src_item>`` + semantic ID;
+- ``NSQP``, next search query prediction: history -> ``<src_query>`` + the query;
+- alignment between identifiers and language: item text -> ID (semantic and collaborative IDs
+  alternate), ID -> item title, and query -> semantic ID. The paper's pseudo-queries come from a
+  doc2query model; here the item's category-path query (``query_from_categories``) plays that role.
+
+A history is the last ``H`` recommendation events (``<rec_item>`` + collaborative ID) and the last
+``H`` search sessions (``<src_query>`` query ``<src_item>`` + semantic ID), merged in time order and
+joined with "; ". Identifier tokens are written without spaces between them. The templates are our
+own paraphrases (the paper's are not published); each training instance draws one with a seed,
+evaluation always uses the first.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from gensar_lib.data.queries import query_from_categories
+from gensar_lib.data.schema import Dataset, Event
+from gensar_lib.data.splits import Case
+from gensar_lib.identifiers import ItemIdentifiers
+
+REC_TOKEN, SRC_TOKEN, QUERY_TOKEN = "<rec_item>", "<src_item>", "<src_query>"
+BEHAVIOUR_TOKENS = (REC_TOKEN, SRC_TOKEN, QUERY_TOKEN)
+TASK_FAMILIES = ("NRIP", "NSIP", "NSQP", "ITEM2ID", "ID2ITEM", "QUERY2ID")
+TITLE_WORDS = 24  # item text in alignment prompts is cut to this many words
+
+TEMPLATES: dict[str, tuple[str, ...]] = {
+    "NRIP": (
+        "History: {history}. Recommend the next item.",
+        "Given the user's past activity {history}, which item comes next?",
+        "A user did this: {history}. Predict the item they will interact with next.",
+        "Activity so far: {history}. What should we recommend now?",
+        "Based on {history}, suggest the user's next item.",
+    ),
+    "NSIP": (
+        "History: {history}. Query: {query}. Find the item.",
+        "The user, after {history}, searches for \"{query}\". Which item will they click?",
+        "Search \"{query}\" from a user whose history is {history}. Return the best item.",
+        "Given {history}, the user types \"{query}\". Predict the clicked item.",
+        "Query \"{query}\" with history {history}: which item matches?",
+    ),
+    "NSQP": (
+        "History: {history}. Predict the next query.",
+        "Given the user's past activity {history}, what will they search for next?",
+        "A user did this: {history}. Write their next search query.",
+        "Activity so far: {history}. Guess the next query.",
+        "Based on {history}, what query comes next?",
+    ),
+    "ITEM2ID": (
+        "Item: {text}. Give its identifier.",
+        "Which identifier belongs to the item \"{text}\"?",
+        "Map this product to its ID: {text}",
+        "Product description: {text}. Output the item ID.",
+        "Identify the item: {text}",
+    ),
+    "ID2ITEM": (
+        "Item {id}. Give its title.",
+        "What is the title of item {id}?",
+        "Describe the product with identifier {id}.",
+        "Name the item {id}.",
+        "Which product has the ID {id}?",
+    ),
+    "QUERY2ID": (
+        "Query: {query}. Find a matching item.",
+        "Which item answers the search \"{query}\"?",
+        "Retrieve an item for the query \"{query}\".",
+        "A shopper searches \"{query}\". Return an item.",
+        "Find the product for: {query}",
+    ),
+}
+
+
+@dataclass(frozen=True)
+class Instruction:
+    """One source -> target training or evaluation instance."""
+
+    task: str
+    source: str
+    target: str
+    user: int = -1
+    item: int = -1
+
+
+@dataclass(frozen=True)
+class TaskMix:
+    """How many instances of each family go into training (multipliers of the available ones)."""
+
+    weights: dict[str, float] = field(
+        default_factory=lambda: {"NRIP": 1.0, "NSIP": 1.0, "NSQP": 0.2, "ITEM2ID": 1.0, "ID2ITEM": 0.5, "QUERY2ID": 0.5}
+    )
+
+    def __post_init__(self) -> None:
+        unknown = set(self.weights) - set(TASK_FAMILIES)
+        if unknown or any(w < 0 for w in self.weights.values()):
+            raise ValueError(f"task mix: unknown families {sorted(unknown)} or negative weights in {self.weights}")
+
+
+def identifier(ids: ItemIdentifiers, item: int, kind: str) -> str:
+    """An item's ID as text: behaviour token + identifier tokens, no spaces."""
+    if kind == "rec":
+        return REC_TOKEN + "".join(ids.collaborative[item])
+    return SRC_TOKEN + "".join(ids.semantic[item])
+
+
+def render_event(ev: Event, ids: ItemIdentifiers) -> str:
+    """One history entry: a recommendation item, or a search session (query + clicked item)."""
+    if ev.query is None:
+        return identifier(ids, ev.item, "rec")
+    return f"{QUERY_TOKEN} {ev.query} {identifier(ids, ev.item, 'search')}"
+
+
+def render_history(history: Sequence[Event], ids: ItemIdentifiers, length: int) -> str:
+    """The last ``length`` events of each task, merged in time order, joined with '; '."""
+    rec = [e for e in history if e.query is None][-length:] if length else []
+    search = [e for e in history if e.query is not None][-length:] if length else []
+    kept = sorted(rec + search, key=lambda e: e.time)
+    return "; ".join(render_event(e, ids) for e in kept) or "none"
+
+
+def _item_text(ds: Dataset, item: int) -> str:
+    return " ".join(ds.items[item].text.split()[:TITLE_WORDS])
+
+
+def case_instructions(case: Case, ids: ItemIdentifiers, length: int, template: int) -> list[Instruction]:
+    """NRIP for a recommendation case; NSIP and NSQP for a search case."""
+    hist = render_history(case.history, ids, length)
+    t, item, user = case.target, case.target.item, case.user
+    if t.query is None:
+        src = TEMPLATES["NRIP"][template % 5].format(history=hist)
+        return [Instruction("NRIP", src, identifier(ids, item, "rec"), user, item)]
+    return [
+        Instruction("NSIP", TEMPLATES["NSIP"][template % 5].format(history=hist, query=t.query),
+                    identifier(ids, item, "search"), user, item),
+        Instruction("NSQP", TEMPLATES["NSQP"][template % 5].format(history=hist),
+                    f"{QUERY_TOKEN} {t.query}", user, item),
+    ]
+
+
+def alignment_instructions(ds: Dataset, ids: ItemIdentifiers, item: int, template: int) -> list[Instruction]:
+    """Item text -> ID (kind alternates with the item index), ID -> title, and query -> semantic ID."""
+    kind = "search" if item % 2 == 0 else "rec"
+    out = [
+        Instruction("ITEM2ID", TEMPLATES["ITEM2ID"][template % 5].format(text=_item_text(ds, item)),
+                    identifier(ids, item, kind), item=item),
+        Instruction("ID2ITEM", TEMPLATES["ID2ITEM"][template % 5].format(id=identifier(ids, item, kind)),
+                    ds.items[item].title or _item_text(ds, item), item=item),
+    ]
+    query = query_from_categories(ds.items[item].categories)
+    if query:
+        out.append(Instruction("QUERY2ID", TEMPLATES["QUERY2ID"][template % 5].format(query=query),
+                               identifier(ids, item, "search"), item=item))
+    return out
+
+
+def _apply_mix(pool: dict[str, list[Instruction]], mix: TaskMix, rng: np.random.Generator) -> list[Instruction]:
+    out: list[Instruction] = []
+    for family in TASK_FAMILIES:
+        items, weight = pool.get(family, []), mix.weights.get(family, 0.0)
+        whole, frac = int(weight), weight - int(weight)
+        out += items * whole
+        if items and frac:
+            keep = rng.choice(len(items), size=int(round(frac * len(items))), replace=False)
+            out += [items[i] for i in sorted(keep)]
+    order = rng.permutation(len(out))
+    return [out[i] for i in order]
+
+
+def training_instructions(
+    ds: Dataset,
+    train_cases: Sequence[Case],
+    ids: ItemIdentifiers,
+    history_length: int = 5,
+    mix: TaskMix | None = None,
+    seed: int = 0,
+) -> list[Instruction]:
+    """Every family's training instances, one random template each, mixed by ``mix`` and shuffled."""
+    rng = np.random.default_rng(seed)
+    pool: dict[str, list[Instruction]] = {f: [] for f in TASK_FAMILIES}
+    for case in train_cases:
+        for ins in case_instructions(case, ids, history_length, int(rng.integers(5))):
+            pool[ins.task].append(ins)
+    for item in range(ds.n_items):
+        for ins in alignment_instructions(ds, ids, item, int(rng.integers(5))):
+            pool[ins.task].append(ins)
+    return _apply_mix(pool, mix or TaskMix(), rng)
+
+
+def evaluation_instructions(cases: Sequence[Case], ids: ItemIdentifiers, history_length: int = 5) -> list[Instruction]:
+    """NRIP for recommendation cases, NSIP for search cases, with the fixed first template."""
+    return [case_instructions(c, ids, history_length, 0)[0] for c in cases]
