@@ -105,6 +105,7 @@ class ModelConfig:
     num_heads: int = 4
     d_kv: int = 32
     vocab_size: int = 2000  # trained tokenizer size, identifier tokens come on top
+    dropout_rate: float = 0.1  # T5 default; the same seed gives the same masks on CPU
 
 
 @dataclass(frozen=True)
@@ -116,6 +117,11 @@ class TrainConfig:
     lr: float = 1e-3
     warmup_ratio: float = 0.01
     history_length: int = 5
+    weight_decay: float = 1e-7  # official run script
+    grad_clip: float = 1.0  # max gradient norm (Hugging Face Trainer default)
+    max_source_length: int = 256  # longer prompts lose their oldest tokens
+    max_target_length: int = 64
+    checkpoint_every: int = 0  # steps between mid-epoch resumable checkpoints; 0: epoch ends only
 
 
 @dataclass(frozen=True)

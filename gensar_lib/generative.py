@@ -1,0 +1,683 @@
+"""Tokenizer, T5 model and the instruction-tuning loop; taught in notebook 05_t5_training.
+
+GenSAR (paper section 3.3, summary in ``shared/reference/gensar-method.md``
+sections 3-4) trains ONE T5 model to answer instruction prompts for search and
+recommendation by *generating* item identifiers. This module holds the pieces
+that turn ``(source, target)`` text pairs into a trained model:
+
+* :func:`train_tokenizer` -- a Unigram tokenizer trained on the corpus, with
+  T5's special tokens (``<pad>``, ``</s>``, ``<unk>`` at ids 0, 1, 2), then the
+  behaviour tokens (``<rec_item>``, ``<src_item>``, ``<src_query>``) and every
+  identifier token (``<shared_a_3>``, ...) added so that each is ONE token.
+  :func:`load_pretrained_tokenizer` does the same on top of t5-small's own
+  tokenizer for users who have it locally.
+* :func:`build_model` -- a fresh T5 from :class:`~gensar_lib.config.ModelConfig`,
+  or pretrained weights (a name in the local Hugging Face cache, or a folder)
+  with embeddings resized for the added tokens. Never downloads.
+* :func:`encode_pairs` / :func:`collate` -- token ids per pair, and padded
+  batches whose labels are the response only (source tokens never carry loss).
+* :func:`train` -- AdamW, cosine schedule with warm-up, validation after every
+  epoch, the best checkpoint in ``out_dir/best`` and a resumable one in
+  ``out_dir/last``; an interrupted run resumed with ``resume=True`` ends with
+  the same weights as an uninterrupted one (deterministic on CPU per seed).
+* :func:`load_best` -- the best model and its tokenizer.
+
+Departures from the paper, stated once here and again in notebook 05:
+
+* The CPU profiles (``tiny``, ``small``) train a small T5 FROM SCRATCH
+  (``small``: d_model 128, 2 encoder + 2 decoder layers, ~1.7M parameters)
+  with a tokenizer trained on our own instruction corpus, instead of
+  fine-tuning pretrained t5-small (61M parameters, ~7 examples/s on this CPU).
+  The ``paper`` profile sets ``ModelConfig.pretrained = "t5-small"``; it needs
+  the model in the local cache or a folder, because nothing here downloads.
+* Far fewer epochs and a smaller batch than the paper (200 epochs; the
+  official script uses 64 x 16 accumulation x 8 GPUs); lr 1e-3, cosine
+  schedule with 1% warm-up, weight decay 1e-7 and gradient clipping at 1.0
+  follow the official script.
+* Sources longer than ``TrainConfig.max_source_length`` lose their OLDEST
+  tokens (left truncation), so the current query and the question survive.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import math
+import os
+import random
+import re
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from gensar_lib.config import ConfigError, ModelConfig, TrainConfig, as_dict
+
+BEHAVIOUR_TOKENS: tuple[str, ...] = ("<rec_item>", "<src_item>", "<src_query>")
+PAD, EOS, UNK = "<pad>", "</s>", "<unk>"
+T5_SPECIALS: tuple[str, ...] = (PAD, EOS, UNK)  # ids 0, 1, 2 as in T5
+IDENTIFIER_PATTERN = re.compile(r"<(?:shared|semantic|collab)_[a-z]_\d+>|<dedup_\d+>")
+LABEL_IGNORE = -100  # label value that cross-entropy skips (padding)
+BEST, LAST = "best", "last"
+STATE_FILE = "training_state.pt"
+SUMMARY_FILE = "trainer_state.json"
+TIMING_KEYS = ("seconds", "samples_per_s")  # history entries that vary run to run
+# A fixed printable alphabet, so digits and punctuation never become <unk>.
+INITIAL_ALPHABET = [chr(c) for c in range(33, 127)]
+
+Tokenizer = Any  # a transformers fast tokenizer (PreTrainedTokenizerFast / TokenizersBackend)
+
+
+def _quiet_transformers() -> None:
+    """Silence the "Loading weights" bar transformers 5 prints on every load."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+
+
+# --------------------------------------------------------------------------- tokenizer
+
+
+def behaviour_and_identifier_tokens(identifier_tokens: Iterable[str]) -> list[str]:
+    """The behaviour tokens followed by ``identifier_tokens`` in their order, without repeats."""
+    return list(dict.fromkeys([*BEHAVIOUR_TOKENS, *identifier_tokens]))
+
+
+def _strip_tokens(texts: Iterable[str], tokens: Sequence[str]) -> Iterator[str]:
+    """``texts`` with every added token replaced by a space (they must not shape the Unigram vocabulary)."""
+    by_length = sorted(set(tokens) | set(BEHAVIOUR_TOKENS), key=len, reverse=True)
+    pattern = re.compile("|".join(map(re.escape, by_length)) + "|" + IDENTIFIER_PATTERN.pattern)
+    for text in texts:
+        yield pattern.sub(" ", text)
+
+
+def _unigram_backend(texts: Iterable[str], vocab_size: int) -> Any:
+    """A ``tokenizers.Tokenizer``: NFKC, Metaspace words, Unigram pieces, ``</s>`` appended."""
+    from tokenizers import Regex, Tokenizer as RawTokenizer
+    from tokenizers import decoders, models, normalizers, pre_tokenizers, processors, trainers
+
+    raw = RawTokenizer(models.Unigram())
+    raw.normalizer = normalizers.Sequence([normalizers.NFKC(), normalizers.Replace(Regex(r"\s+"), " ")])
+    raw.pre_tokenizer = pre_tokenizers.Metaspace()
+    raw.decoder = decoders.Metaspace()
+    trainer = trainers.UnigramTrainer(
+        vocab_size=vocab_size,
+        special_tokens=list(T5_SPECIALS),
+        unk_token=UNK,
+        initial_alphabet=INITIAL_ALPHABET,
+        show_progress=False,
+    )
+    raw.train_from_iterator(texts, trainer)
+    eos_id = raw.token_to_id(EOS)
+    raw.post_processor = processors.TemplateProcessing(
+        single=f"$A {EOS}", pair=f"$A {EOS} $B {EOS}", special_tokens=[(EOS, eos_id)]
+    )
+    return raw
+
+
+def add_special_tokens(tokenizer: Tokenizer, special_tokens: Sequence[str]) -> Tokenizer:
+    """Add behaviour + identifier tokens so each encodes to one id, with or without spaces around it.
+
+    ``lstrip=True`` lets a token swallow the space before it, so
+    ``"<rec_item> <shared_a_3>"`` and ``"<rec_item><shared_a_3>"`` give the same
+    ids; they are ordinary (not "special") tokens, so ``decode(...,
+    skip_special_tokens=True)`` keeps them.
+    """
+    from tokenizers import AddedToken
+
+    tokens = behaviour_and_identifier_tokens(special_tokens)
+    tokenizer.add_tokens(
+        [AddedToken(t, lstrip=True, rstrip=False, normalized=False, single_word=False) for t in tokens]
+    )
+    check_single_tokens(tokenizer, tokens)
+    return tokenizer
+
+
+def check_single_tokens(tokenizer: Tokenizer, tokens: Sequence[str]) -> None:
+    """Raise ``ValueError`` if any token of ``tokens`` does not encode to exactly one id."""
+    joined = "".join(tokens)
+    ids = tokenizer(joined, add_special_tokens=False)["input_ids"]
+    if len(ids) != len(tokens) or UNK in tokenizer.convert_ids_to_tokens(ids):
+        bad = [t for t in tokens if len(tokenizer(t, add_special_tokens=False)["input_ids"]) != 1]
+        raise ValueError(f"these tokens are not single tokens of the tokenizer: {bad[:10]}")
+
+
+def train_tokenizer(texts: Iterable[str], vocab_size: int, special_tokens: Sequence[str]) -> Tokenizer:
+    """A corpus-trained Unigram tokenizer with T5's specials at 0/1/2 and ``special_tokens`` added.
+
+    ``texts`` are sources and targets of the instruction data; identifier and
+    behaviour tokens inside them are removed before training, then every
+    behaviour token and every token of ``special_tokens`` (the identifier
+    tokens) is added as one token on top of ``vocab_size``. Departure: the
+    paper reuses t5-small's SentencePiece vocabulary (:func:`load_pretrained_tokenizer`).
+    """
+    from transformers import PreTrainedTokenizerFast
+
+    raw = _unigram_backend(_strip_tokens(texts, special_tokens), vocab_size)
+    ids = [raw.token_to_id(t) for t in T5_SPECIALS]
+    if ids != [0, 1, 2]:
+        raise RuntimeError(f"T5 specials got ids {ids}, expected [0, 1, 2]")
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=raw, pad_token=PAD, eos_token=EOS, unk_token=UNK, model_max_length=1024
+    )
+    return add_special_tokens(tokenizer, special_tokens)
+
+
+def _unavailable(name: str, what: str) -> ConfigError:
+    return ConfigError(
+        f"pretrained {what} {name!r} is not available offline: it is neither a local folder nor in "
+        "the Hugging Face cache, and this suite never downloads. On a machine with internet run "
+        f"`python -c \"from transformers import AutoTokenizer, T5ForConditionalGeneration as T; "
+        f"T.from_pretrained('{name}').save_pretrained('models/{name}'); "
+        f"AutoTokenizer.from_pretrained('{name}').save_pretrained('models/{name}')\"`, copy the folder "
+        f"here and set ModelConfig(pretrained='models/{name}'), or use pretrained=None to train a "
+        "small T5 from scratch (the tiny and small profiles)."
+    )
+
+
+def load_pretrained_tokenizer(name_or_path: str, special_tokens: Sequence[str]) -> Tokenizer:
+    """t5-small's tokenizer (cache name or local folder) with behaviour + identifier tokens added.
+
+    Raises :class:`~gensar_lib.config.ConfigError` naming the model when it is
+    not available offline.
+    """
+    from transformers import AutoTokenizer
+
+    _quiet_transformers()
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(name_or_path, local_files_only=True)
+    except (OSError, ValueError) as err:
+        raise _unavailable(name_or_path, "tokenizer") from err
+    return add_special_tokens(tokenizer, special_tokens)
+
+
+# --------------------------------------------------------------------------- model
+
+
+@contextlib.contextmanager
+def _seeded(seed: int) -> Iterator[None]:
+    """Run a block with torch's global RNG seeded, restoring the caller's RNG state afterwards."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
+
+
+def t5_config(cfg: ModelConfig, vocab_size: int) -> Any:
+    """A ``T5Config`` for a fresh model: T5 v1 (ReLU, tied embeddings), pad 0, eos 1, decoder start 0."""
+    from transformers import T5Config
+
+    return T5Config(
+        vocab_size=vocab_size,
+        d_model=cfg.d_model,
+        d_ff=cfg.d_ff,
+        d_kv=cfg.d_kv,
+        num_layers=cfg.num_layers,
+        num_decoder_layers=cfg.num_layers,
+        num_heads=cfg.num_heads,
+        dropout_rate=cfg.dropout_rate,
+        feed_forward_proj="relu",
+        pad_token_id=0,
+        eos_token_id=1,
+        decoder_start_token_id=0,
+    )
+
+
+def build_model(cfg: ModelConfig, tokenizer: Tokenizer, seed: int = 0) -> Any:
+    """A ``T5ForConditionalGeneration``: fresh from ``cfg`` or pretrained from ``cfg.pretrained``.
+
+    Fresh (``cfg.pretrained is None``): vocabulary = ``len(tokenizer)``,
+    weights drawn with ``seed`` (the caller's global RNG is left untouched).
+    Pretrained: a Hugging Face cache name or a folder, loaded with
+    ``local_files_only=True``; embeddings grow to ``len(tokenizer)`` when the
+    tokenizer has more tokens than the model. A model that cannot be had
+    offline raises :class:`~gensar_lib.config.ConfigError` naming it.
+    """
+    from transformers import T5ForConditionalGeneration
+
+    _quiet_transformers()
+    with _seeded(seed):
+        if cfg.pretrained is None:
+            return T5ForConditionalGeneration(t5_config(cfg, len(tokenizer)))
+        try:
+            model = T5ForConditionalGeneration.from_pretrained(
+                cfg.pretrained, local_files_only=True, dropout_rate=cfg.dropout_rate
+            )
+        except (OSError, ValueError) as err:
+            raise _unavailable(cfg.pretrained, "model") from err
+        if len(tokenizer) > model.get_input_embeddings().num_embeddings:
+            model.resize_token_embeddings(len(tokenizer))
+    return model
+
+
+def count_parameters(model: torch.nn.Module) -> int:
+    """Distinct trainable parameters (tied embeddings counted once)."""
+    return sum(p.numel() for p in {id(p): p for p in model.parameters() if p.requires_grad}.values())
+
+
+# --------------------------------------------------------------------------- data
+
+
+@dataclass
+class EncodedPairs:
+    """Token ids per pair: ``sources[i]`` and ``targets[i]`` both end with ``</s>``."""
+
+    sources: list[list[int]]
+    targets: list[list[int]]
+
+    def __len__(self) -> int:
+        return len(self.sources)
+
+
+def _truncate_left(ids: list[int], max_length: int) -> list[int]:
+    """The last ``max_length`` ids (the final ``</s>`` survives; the oldest history goes)."""
+    return ids if len(ids) <= max_length else ids[-max_length:]
+
+
+def _truncate_right(ids: list[int], max_length: int, eos_id: int) -> list[int]:
+    """The first ``max_length - 1`` ids plus ``</s>``."""
+    return ids if len(ids) <= max_length else ids[: max_length - 1] + [eos_id]
+
+
+def encode_pairs(
+    tokenizer: Tokenizer,
+    pairs: Sequence[tuple[str, str]],
+    max_source_length: int = 256,
+    max_target_length: int = 64,
+) -> EncodedPairs:
+    """Encode sources (left-truncated) and targets (right-truncated), each ending with ``</s>``."""
+    if not pairs:
+        return EncodedPairs([], [])
+    sources, targets = zip(*pairs)
+    src = tokenizer(list(sources))["input_ids"]
+    tgt = tokenizer(list(targets))["input_ids"]
+    eos = tokenizer.eos_token_id
+    return EncodedPairs(
+        [_truncate_left(s, max_source_length) for s in src],
+        [_truncate_right(t, max_target_length, eos) for t in tgt],
+    )
+
+
+def _pad(rows: Sequence[Sequence[int]], value: int) -> torch.Tensor:
+    width = max(len(r) for r in rows)
+    out = torch.full((len(rows), width), value, dtype=torch.long)
+    for i, row in enumerate(rows):
+        out[i, : len(row)] = torch.tensor(row, dtype=torch.long)
+    return out
+
+
+def collate(
+    sources: Sequence[Sequence[int]], targets: Sequence[Sequence[int]], pad_id: int = 0
+) -> dict[str, torch.Tensor]:
+    """One batch, padded to its own longest row: ``input_ids``, ``attention_mask``, ``labels``.
+
+    ``labels`` are the target ids only, padding set to -100, so the loss is on
+    the response alone; the model shifts them right (decoder start = pad) to
+    build its decoder inputs.
+    """
+    input_ids = _pad(sources, pad_id)
+    return {
+        "input_ids": input_ids,
+        "attention_mask": (_pad(sources, -1) != -1).long(),
+        "labels": _pad(targets, LABEL_IGNORE),
+    }
+
+
+def epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
+    """The shuffled example order of ``epoch`` (0-based): a function of (seed, epoch) only."""
+    generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    return torch.randperm(n, generator=generator)
+
+
+def pairs_fingerprint(pairs: Sequence[tuple[str, str]]) -> str:
+    """A hash of the training pairs, so a checkpoint never resumes on other data."""
+    digest = hashlib.sha256()
+    for source, target in pairs:
+        digest.update(source.encode())
+        digest.update(b"\x00")
+        digest.update(target.encode())
+        digest.update(b"\x01")
+    return digest.hexdigest()[:16]
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary folder beside ``path``; on success it replaces ``path`` in two renames.
+
+    If the process dies between the renames, the old folder survives as
+    ``.<name>.old`` and :func:`_existing_dir` still finds it.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    old = path.parent / f".{path.name}.old"
+    try:
+        yield tmp
+        if old.exists():
+            shutil.rmtree(old)
+        if path.exists():
+            os.replace(path, old)
+        os.replace(tmp, path)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+
+
+def _existing_dir(path: Path) -> Path | None:
+    """``path`` if present, else the ``.old`` copy an interrupted :func:`atomic_dir` left, else None."""
+    old = path.parent / f".{path.name}.old"
+    return path if path.exists() else old if old.exists() else None
+
+
+def save_model(model: Any, tokenizer: Tokenizer, folder: Path, info: dict[str, Any]) -> None:
+    """``save_pretrained`` of model and tokenizer into ``folder`` plus ``info`` as JSON."""
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    (folder / SUMMARY_FILE).write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
+
+
+def load_best(out_dir: str | Path) -> tuple[Any, Tokenizer]:
+    """The best checkpoint of a :func:`train` run: ``(model in eval mode, tokenizer)``."""
+    from transformers import AutoTokenizer, T5ForConditionalGeneration
+
+    _quiet_transformers()
+    folder = _existing_dir(Path(out_dir) / BEST)
+    if folder is None:
+        raise FileNotFoundError(f"no best checkpoint under {out_dir}; run train() first")
+    model = T5ForConditionalGeneration.from_pretrained(folder, local_files_only=True)
+    tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+    return model.eval(), tokenizer
+
+
+def _rng_state() -> dict[str, Any]:
+    return {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": np.random.get_state()}
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+
+
+# --------------------------------------------------------------------------- training
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` did.
+
+    ``history`` has one dict per finished epoch: ``epoch`` (1-based),
+    ``step``, ``train_loss`` (mean batch loss), ``val_score`` (None without a
+    validate callback), ``lr``, ``best``, and the timing fields ``seconds`` and
+    ``samples_per_s`` (training only, without validation; these differ between
+    runs, see :data:`TIMING_KEYS`). ``step_losses`` has the loss of every step.
+    """
+
+    out_dir: Path
+    history: list[dict[str, Any]] = field(default_factory=list)
+    step_losses: list[float] = field(default_factory=list)
+    best_score: float | None = None
+    best_epoch: int | None = None
+    epochs_done: int = 0
+    steps: int = 0
+    finished: bool = False
+    resumed_from_step: int | None = None
+
+    @property
+    def best_dir(self) -> Path:
+        return self.out_dir / BEST
+
+    @property
+    def last_dir(self) -> Path:
+        return self.out_dir / LAST
+
+
+@dataclass
+class _Progress:
+    """Everything besides weights/optimizer/scheduler that a resumed run needs."""
+
+    epoch: int = 0  # the epoch in progress (0-based)
+    batch: int = 0  # the next batch of that epoch
+    step: int = 0  # optimiser steps taken in total
+    epoch_loss_sum: float = 0.0
+    epoch_batches: int = 0
+    epoch_samples: int = 0
+    epoch_seconds: float = 0.0
+    best_score: float | None = None
+    best_epoch: int | None = None
+    history: list[dict[str, Any]] = field(default_factory=list)
+    step_losses: list[float] = field(default_factory=list)
+
+
+def _run_signature(cfg: TrainConfig, seed: int, pairs: Sequence[tuple[str, str]], model: Any) -> dict:
+    return {
+        "train_config": as_dict(cfg),
+        "seed": seed,
+        "n_pairs": len(pairs),
+        "pairs": pairs_fingerprint(pairs),
+        "parameters": count_parameters(model),
+    }
+
+
+def _make_optimizer(model: Any, cfg: TrainConfig, total_steps: int) -> tuple[Any, Any]:
+    from transformers import get_cosine_schedule_with_warmup
+
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    warmup = math.ceil(cfg.warmup_ratio * total_steps)
+    return optimizer, get_cosine_schedule_with_warmup(optimizer, warmup, total_steps)
+
+
+def _save_last(out_dir: Path, model: Any, optimizer: Any, scheduler: Any, progress: _Progress,
+               signature: dict) -> None:
+    """Write ``out_dir/last`` atomically: weights, optimiser, scheduler, RNG states, progress."""
+    state = {
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "rng": _rng_state(),
+        "progress": progress.__dict__,
+        "signature": signature,
+    }
+    with atomic_dir(out_dir / LAST) as tmp:
+        torch.save(state, tmp / STATE_FILE)
+        summary = {k: v for k, v in progress.__dict__.items() if k != "step_losses"}
+        (tmp / SUMMARY_FILE).write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+
+
+def _load_last(out_dir: Path, model: Any, optimizer: Any, scheduler: Any,
+               signature: dict) -> _Progress | None:
+    """Restore ``out_dir/last`` into model/optimizer/scheduler/RNG; None when there is none."""
+    folder = _existing_dir(out_dir / LAST)
+    if folder is None or not (folder / STATE_FILE).exists():
+        return None
+    state = torch.load(folder / STATE_FILE, map_location="cpu", weights_only=False)
+    if state["signature"] != signature:
+        diff = sorted(k for k in signature if state["signature"].get(k) != signature[k])
+        raise ConfigError(
+            f"{folder} was written by a different run ({', '.join(diff)} differ); "
+            "pass resume=False to start over, or use another out_dir"
+        )
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    _set_rng_state(state["rng"])
+    return _Progress(**state["progress"])
+
+
+def _train_step(model: Any, batch: dict[str, torch.Tensor], optimizer: Any, scheduler: Any,
+                grad_clip: float) -> float:
+    """One optimiser step on one batch; the mean cross-entropy of its response tokens."""
+    loss = model(**batch).loss
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    optimizer.step()
+    scheduler.step()
+    return float(loss.detach())
+
+
+def _validate(model: Any, validate: Callable[[Any], float] | None) -> float | None:
+    if validate is None:
+        return None
+    model.eval()
+    with torch.no_grad():
+        score = float(validate(model))
+    model.train()
+    return score
+
+
+def _is_better(score: float | None, best: float | None) -> bool:
+    """Strictly better (ties keep the earlier epoch); without validation every epoch is 'best'."""
+    return score is None or best is None or score > best
+
+
+def _finish_epoch(progress: _Progress, score: float | None, lr: float, better: bool) -> dict[str, Any]:
+    """Close the epoch in ``progress``: append its history entry and reset the per-epoch sums."""
+    seconds = progress.epoch_seconds
+    entry = {
+        "epoch": progress.epoch + 1,
+        "step": progress.step,
+        "train_loss": progress.epoch_loss_sum / max(progress.epoch_batches, 1),
+        "val_score": score,
+        "lr": lr,
+        "best": better,
+        "seconds": seconds,
+        "samples_per_s": progress.epoch_samples / seconds if seconds > 0 else float("nan"),
+    }
+    progress.history.append(entry)
+    if better:
+        progress.best_score, progress.best_epoch = score, progress.epoch + 1
+    progress.epoch += 1
+    progress.batch = progress.epoch_batches = progress.epoch_samples = 0
+    progress.epoch_loss_sum = progress.epoch_seconds = 0.0
+    return entry
+
+
+def _epoch_line(entry: dict[str, Any], epochs: int) -> str:
+    score = "-" if entry["val_score"] is None else f"{entry['val_score']:.4f}"
+    return (f"epoch {entry['epoch']}/{epochs}: train loss {entry['train_loss']:.4f}, validation {score}"
+            f"{' (best)' if entry['best'] else ''}, {entry['samples_per_s']:.0f} samples/s")
+
+
+def _result(out_dir: Path, progress: _Progress, epochs: int, resumed_from: int | None) -> TrainResult:
+    return TrainResult(
+        out_dir=out_dir,
+        history=list(progress.history),
+        step_losses=list(progress.step_losses),
+        best_score=progress.best_score,
+        best_epoch=progress.best_epoch,
+        epochs_done=progress.epoch,
+        steps=progress.step,
+        finished=progress.epoch >= epochs,
+        resumed_from_step=resumed_from,
+    )
+
+
+def train(
+    model: Any,
+    tokenizer: Tokenizer,
+    train_pairs: Sequence[tuple[str, str]],
+    cfg: TrainConfig,
+    out_dir: str | Path,
+    validate: Callable[[Any], float] | None = None,
+    seed: int = 0,
+    progress: bool = True,
+    resume: bool = True,
+    stop_after_epochs: int | None = None,
+) -> TrainResult:
+    """Instruction-tune ``model`` on ``(source, target)`` pairs (notebook 05_t5_training).
+
+    AdamW (``cfg.lr``, ``cfg.weight_decay``), cosine schedule with
+    ``cfg.warmup_ratio`` linear warm-up, gradient clipping ``cfg.grad_clip``,
+    cross-entropy on the target tokens only, batches of ``cfg.batch_size``
+    shuffled by ``(seed, epoch)`` and padded to their own longest row.
+
+    After each epoch ``validate(model)`` (the caller's mean NDCG@5 over search
+    and recommendation; model in eval mode, no gradients) decides whether
+    ``out_dir/best`` (``save_pretrained`` + tokenizer) is replaced (strictly
+    higher score; without ``validate`` the latest epoch is kept). Then
+    ``out_dir/last`` receives weights, optimiser, scheduler, RNG states and
+    history, written atomically; also every ``cfg.checkpoint_every`` steps
+    when that is > 0.
+
+    ``resume=True`` continues from ``out_dir/last`` (refusing one written for
+    other data, config or seed) and ends with the same weights and history as
+    an uninterrupted run; ``resume=False`` deletes ``last`` and ``best`` first.
+    ``stop_after_epochs`` stops early after that many epochs in total (the
+    schedule still spans ``cfg.epochs``), e.g. to train in sessions.
+
+    Results are bit-identical for one seed and one ``torch.get_num_threads()``;
+    another thread count changes float rounding. On a busy 2-core CPU,
+    ``torch.set_num_threads(1)`` was 4-6x faster for the small profile (less
+    spin-waiting between threads).
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    data = encode_pairs(tokenizer, train_pairs, cfg.max_source_length, cfg.max_target_length)
+    if len(data) == 0:
+        raise ValueError("train() needs at least one (source, target) pair")
+    steps_per_epoch = math.ceil(len(data) / cfg.batch_size)
+    optimizer, scheduler = _make_optimizer(model, cfg, cfg.epochs * steps_per_epoch)
+    signature = _run_signature(cfg, seed, train_pairs, model)
+    state = _load_last(out_dir, model, optimizer, scheduler, signature) if resume else None
+    resumed_from = state.step if state is not None else None
+    if state is None:
+        for name in (LAST, BEST):
+            for folder in (out_dir / name, out_dir / f".{name}.old"):
+                shutil.rmtree(folder, ignore_errors=True)
+        torch.manual_seed(seed)  # dropout masks
+        state = _Progress()
+    stop = cfg.epochs if stop_after_epochs is None else min(cfg.epochs, stop_after_epochs)
+    model.train()
+    while state.epoch < stop:
+        _run_epoch(model, data, optimizer, scheduler, state, cfg, seed, steps_per_epoch,
+                   lambda: _save_last(out_dir, model, optimizer, scheduler, state, signature), progress)
+        score = _validate(model, validate)
+        better = _is_better(score, state.best_score)
+        entry = _finish_epoch(state, score, scheduler.get_last_lr()[0], better)
+        if progress:
+            tqdm.write(_epoch_line(entry, cfg.epochs))
+        if better:
+            with atomic_dir(out_dir / BEST) as tmp:
+                save_model(model, tokenizer, tmp, {k: entry[k] for k in ("epoch", "step", "val_score")})
+        _save_last(out_dir, model, optimizer, scheduler, state, signature)
+    model.eval()
+    return _result(out_dir, state, cfg.epochs, resumed_from)
+
+
+def _run_epoch(model: Any, data: EncodedPairs, optimizer: Any, scheduler: Any, state: _Progress,
+               cfg: TrainConfig, seed: int, steps_per_epoch: int, checkpoint: Callable[[], None],
+               show: bool) -> None:
+    """Train the batches of ``state.epoch`` from ``state.batch`` on, updating ``state``."""
+    order = epoch_order(len(data), seed, state.epoch).tolist()
+    bar = tqdm(total=steps_per_epoch, initial=state.batch, disable=not show, leave=False,
+               desc=f"epoch {state.epoch + 1}/{cfg.epochs}", unit="batch")
+    with bar:
+        while state.batch < steps_per_epoch:
+            start = time.perf_counter()
+            rows = order[state.batch * cfg.batch_size:(state.batch + 1) * cfg.batch_size]
+            batch = collate([data.sources[i] for i in rows], [data.targets[i] for i in rows])
+            loss = _train_step(model, batch, optimizer, scheduler, cfg.grad_clip)
+            state.epoch_seconds += time.perf_counter() - start
+            state.step_losses.append(loss)
+            state.step += 1
+            state.batch += 1
+            state.epoch_batches += 1
+            state.epoch_samples += len(rows)
+            state.epoch_loss_sum += loss
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss:.3f}", samples_s=f"{state.epoch_samples / state.epoch_seconds:.0f}")
+            mid_epoch = state.batch < steps_per_epoch  # the epoch end is saved after validation
+            if cfg.checkpoint_every > 0 and state.step % cfg.checkpoint_every == 0 and mid_epoch:
+                checkpoint()
