@@ -246,11 +246,15 @@ def as_dict(obj: Any) -> Any:
     return json.loads(json.dumps(dataclasses.asdict(obj), sort_keys=True))
 
 
+def _jsonable(obj: Any) -> Any:
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return dataclasses.asdict(obj)
+    raise TypeError(f"cannot fingerprint a {type(obj).__name__}")
+
+
 def fingerprint(*parts: Any) -> str:
     """A short stable hash of JSON-able parts (configs, file hashes); keys artifacts."""
-    blob = json.dumps(
-        [as_dict(p) if dataclasses.is_dataclass(p) else p for p in parts], sort_keys=True
-    )
+    blob = json.dumps(list(parts), sort_keys=True, default=_jsonable)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 

@@ -1,0 +1,197 @@
+"""The pipeline's stages after the data layer, each cached (notebooks 01 to 03 and the command line).
+
+``item_embeddings`` -> ``identifier_model`` (one RQ-VAE per identifier type) -> ``identifiers``.
+Identifier types (the paper's Fig. 5):
+
+- ``gensar``: the joint RQ-VAE; each item gets a semantic ID (shared + semantic codes) and a
+  collaborative ID (shared + collaborative codes);
+- ``semantic`` / ``collaborative`` / ``concatenated``: a TIGER-style RQ-VAE over one embedding
+  (the concatenation of both, for the last), giving one ID used for both tasks.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+
+from gensar_lib.artifacts import ArtifactCache, code_fingerprint, write_json
+from gensar_lib.config import Profile
+from gensar_lib.data.pipeline import PreparedData
+from gensar_lib.embeddings import cached_collaborative_embeddings, cached_semantic_embeddings
+from gensar_lib.identifiers import (
+    ItemIdentifiers,
+    build_joint_identifiers,
+    build_single_identifiers,
+    identifier_stats,
+    to_json,
+)
+from gensar_lib.quantize import JointRQVAE, SingleRQVAE, train_rqvae
+
+IdentifierType = Literal["gensar", "semantic", "collaborative", "concatenated"]
+IDENTIFIER_TYPES: tuple[str, ...] = ("gensar", "semantic", "collaborative", "concatenated")
+STRATEGY = "paper"
+SINGLE_LABELS = {"semantic": "semantic-only", "collaborative": "collaborative-only", "concatenated": "concatenated"}
+SELECT = "best_collision"  # the official checkpoint choice: the epoch with the fewest collisions
+_CODE = Path(__file__).parent
+
+
+@dataclass
+class ItemEmbeddings:
+    """Semantic (sentence encoder) and collaborative (SASRec table, rescaled) item embeddings."""
+
+    semantic: np.ndarray
+    collaborative: np.ndarray
+
+    def fingerprint(self) -> str:
+        digest = hashlib.sha256(self.semantic.tobytes())
+        digest.update(self.collaborative.tobytes())
+        return digest.hexdigest()[:16]
+
+    def inputs(self, kind: IdentifierType) -> tuple[np.ndarray, ...]:
+        """The RQ-VAE input(s) of an identifier type."""
+        if kind == "gensar":
+            return self.semantic, self.collaborative
+        if kind == "concatenated":
+            return (np.concatenate([self.semantic, self.collaborative], axis=1),)
+        return (getattr(self, kind),)
+
+
+def item_embeddings(
+    prepared: PreparedData, profile: Profile, cache: ArtifactCache | None = None, progress: bool = True
+) -> ItemEmbeddings:
+    """Both embeddings of every item (cached; notebook 01_embeddings).
+
+    The SASRec table is divided by its mean row norm so that both inputs of the RQ-VAE live on the
+    scale of unit vectors (the semantic rows are L2-normalised); the paper feeds UniSAR's table as is.
+    """
+    cache = cache or ArtifactCache()
+    sem = cached_semantic_embeddings(prepared.dataset, profile.embeddings, cache, progress)
+    col = cached_collaborative_embeddings(
+        prepared.dataset, prepared.split, profile.embeddings, profile.seed, cache, progress
+    )
+    col = col / np.linalg.norm(col, axis=1).mean()
+    return ItemEmbeddings(sem.astype(np.float32), col.astype(np.float32))
+
+
+@dataclass
+class IdentifierModel:
+    """A trained RQ-VAE of one identifier type, with its training curves."""
+
+    kind: str
+    state: dict
+    history: dict
+    input_dims: tuple[int, ...]
+
+    def module(self, profile: Profile) -> JointRQVAE | SingleRQVAE:
+        model = build_rqvae(self.kind, self.input_dims, profile)
+        model.load_state_dict(self.state)
+        return model.eval()
+
+
+def build_rqvae(kind: str, input_dims: tuple[int, ...], profile: Profile) -> JointRQVAE | SingleRQVAE:
+    """An untrained RQ-VAE for an identifier type, sized by the profile."""
+    cfg = profile.quantize
+    if kind == "gensar":
+        return JointRQVAE(*input_dims, cfg, seed=profile.seed)
+    return SingleRQVAE(input_dims[0], cfg, kind=kind, seed=profile.seed)
+
+
+def identifier_model(
+    kind: IdentifierType,
+    emb: ItemEmbeddings,
+    profile: Profile,
+    cache: ArtifactCache | None = None,
+    progress: bool = True,
+) -> IdentifierModel:
+    """Train (or load) the RQ-VAE of one identifier type (cached; notebooks 02 and 03)."""
+    cache = cache or ArtifactCache()
+    inputs = emb.inputs(kind)
+
+    def make() -> IdentifierModel:
+        model = build_rqvae(kind, tuple(x.shape[1] for x in inputs), profile)
+        history = train_rqvae(model, inputs if kind == "gensar" else inputs[0], profile.quantize,
+                              profile.seed, progress, select=SELECT)
+        state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        return IdentifierModel(kind, state, history.as_dict(), tuple(x.shape[1] for x in inputs))
+
+    key_inputs = [emb.fingerprint(), code_fingerprint(_CODE / "quantize.py")]
+    return cache.cached(f"rqvae_{kind}", {"quantize": profile.quantize, "seed": profile.seed, "select": SELECT},
+                        make, key_inputs)
+
+
+@dataclass
+class Identifiers:
+    """Item identifiers of one type, before and after collision handling."""
+
+    kind: str
+    ids: ItemIdentifiers
+    stats: dict  # identifier_stats after handling, including the handling report (before/after)
+
+
+@torch.no_grad()
+def identifiers(
+    kind: IdentifierType,
+    prepared: PreparedData,
+    emb: ItemEmbeddings,
+    model: IdentifierModel,
+    profile: Profile,
+    strategy: str = STRATEGY,
+) -> Identifiers:
+    """Assign identifiers from a trained RQ-VAE and handle collisions (notebook 03_identifiers)."""
+    module = model.module(profile)
+    inputs = emb.inputs(kind)
+    item_ids = [it.id for it in prepared.dataset.items]
+    k, cfg = profile.quantize.codebook_size, profile.quantize
+    if kind == "gensar":
+        shared, sem, col = module.encode_codes(*inputs)
+        d_sem, d_col = module.last_level_distances(*inputs)
+        ids, reports = build_joint_identifiers(shared, sem, col, k, strategy, semantic_distances=d_sem,
+                                               collab_distances=d_col, cfg=cfg, item_ids=item_ids)
+    else:
+        codes = module.encode_codes(inputs[0])
+        ids, reports = build_single_identifiers(codes, k, kind, strategy,
+                                                last_distances=module.last_level_distances(inputs[0]),
+                                                cfg=cfg, item_ids=item_ids)
+    return Identifiers(kind, ids, identifier_stats(ids, reports))
+
+
+def collision_table(results: dict[str, Identifiers]) -> list[dict]:
+    """Collision rate before and after handling per identifier (the rows of the paper's Fig. 5)."""
+    rows = []
+    for kind, res in results.items():
+        handling = res.stats["handling"]
+        reports = handling.items() if kind == "gensar" else [(kind, handling)]
+        for name, rep in reports:
+            label = f"GenSAR {name} ID" if kind == "gensar" else SINGLE_LABELS[kind]
+            rows.append({"identifier": label, "before": rep["before"], "after": rep["after"],
+                         "strategy": rep["strategy"]})
+    return rows
+
+
+def write_identifier_files(out: str | Path, results: dict[str, Identifiers]) -> tuple[Path, Path]:
+    """``identifiers.json`` (GenSAR IDs per item) and ``identifier_stats.json`` (all types), atomically."""
+    out = Path(out)
+    ids_path = write_json(out / "identifiers.json", to_json(results["gensar"].ids))
+    stats = {"collision_rates": collision_table(results), "types": {k: r.stats for k, r in results.items()}}
+    return ids_path, write_json(out / "identifier_stats.json", stats)
+
+
+def all_identifiers(
+    prepared: PreparedData,
+    profile: Profile,
+    kinds: tuple[str, ...] = IDENTIFIER_TYPES,
+    strategy: str = STRATEGY,
+    cache: ArtifactCache | None = None,
+    progress: bool = True,
+) -> dict[str, Identifiers]:
+    """Embeddings -> RQ-VAE -> identifiers for each type (the command line's ``identifiers``)."""
+    emb = item_embeddings(prepared, profile, cache, progress)
+    return {
+        kind: identifiers(kind, prepared, emb, identifier_model(kind, emb, profile, cache, progress), profile, strategy)
+        for kind in kinds
+    }
+
