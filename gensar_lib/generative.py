@@ -59,8 +59,8 @@ import torch
 from tqdm.auto import tqdm
 
 from gensar_lib.config import ConfigError, ModelConfig, TrainConfig, as_dict
+from gensar_lib.instructions import BEHAVIOUR_TOKENS
 
-BEHAVIOUR_TOKENS: tuple[str, ...] = ("<rec_item>", "<src_item>", "<src_query>")
 PAD, EOS, UNK = "<pad>", "</s>", "<unk>"
 T5_SPECIALS: tuple[str, ...] = (PAD, EOS, UNK)  # ids 0, 1, 2 as in T5
 IDENTIFIER_PATTERN = re.compile(r"<(?:shared|semantic|collab)_[a-z]_\d+>|<dedup_\d+>")

@@ -11,6 +11,8 @@ Identifier types (the paper's Fig. 5):
 from __future__ import annotations
 
 import hashlib
+import json
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -19,7 +21,7 @@ import numpy as np
 import torch
 
 from gensar_lib.artifacts import ArtifactCache, code_fingerprint, write_json
-from gensar_lib.config import Profile
+from gensar_lib.config import Profile, fingerprint
 from gensar_lib.data.pipeline import PreparedData
 from gensar_lib.embeddings import cached_collaborative_embeddings, cached_semantic_embeddings
 from gensar_lib.identifiers import (
@@ -29,6 +31,23 @@ from gensar_lib.identifiers import (
     identifier_stats,
     to_json,
 )
+from gensar_lib.decoding import ItemTrie, constrained_beam_search, ranked_items
+from gensar_lib.generative import (
+    behaviour_and_identifier_tokens,
+    build_model,
+    load_best,
+    load_pretrained_tokenizer,
+    train,
+    train_tokenizer,
+)
+from gensar_lib.instructions import (
+    REC_TOKEN,
+    SRC_TOKEN,
+    TaskMix,
+    evaluation_instructions,
+    training_instructions,
+)
+from gensar_lib.metrics import MISSING, ndcg, rank_of, summarize
 from gensar_lib.quantize import JointRQVAE, SingleRQVAE, train_rqvae
 
 IdentifierType = Literal["gensar", "semantic", "collaborative", "concatenated"]
@@ -195,3 +214,139 @@ def all_identifiers(
         for kind in kinds
     }
 
+
+
+# ---------------------------------------------------------------------------
+# Generative stage: instructions -> tokenizer -> T5 -> evaluation (notebooks 04 and 05)
+# ---------------------------------------------------------------------------
+
+PROTOCOLS = ("sampled", "full")
+EVAL_TASKS = {"rec": "NRIP", "search": "NSIP"}
+
+
+@dataclass
+class GenerativeModel:
+    """A trained T5 with its tokenizer, the identifiers it generates and its training curves."""
+
+    model: object
+    tokenizer: object
+    ids: ItemIdentifiers
+    history: list[dict]
+    folder: Path
+
+    def codes(self, task: str) -> np.ndarray:
+        """Token ids of every item's identifier for a task: collaborative for rec, semantic for search."""
+        idents = self.ids.collaborative if task == "rec" else self.ids.semantic
+        return np.array([self.tokenizer.convert_tokens_to_ids(list(t)) for t in idents], dtype=np.int64)
+
+    def behaviour_token(self, task: str) -> int:
+        return self.tokenizer.convert_tokens_to_ids(REC_TOKEN if task == "rec" else SRC_TOKEN)
+
+
+def eval_subset(cases: list, candidates: np.ndarray, max_users: int | None, seed: int) -> tuple[list, np.ndarray]:
+    """The cases (and candidate rows) of at most ``max_users`` users, drawn with a seed."""
+    if max_users is None:
+        return cases, candidates
+    users = sorted({c.user for c in cases})
+    keep = set(np.random.default_rng(seed).choice(users, size=min(max_users, len(users)), replace=False).tolist())
+    rows = [i for i, c in enumerate(cases) if c.user in keep]
+    return [cases[i] for i in rows], candidates[rows]
+
+
+def rank_cases(
+    gen: GenerativeModel,
+    cases: list,
+    candidates: np.ndarray | None,
+    profile: Profile,
+    batch_size: int = 64,
+) -> np.ndarray:
+    """Rank of each case's target in the constrained beam (sampled: among its candidates; full: all items)."""
+    ranks = np.full(len(cases), MISSING, dtype=np.int64)
+    for task in ("rec", "search"):
+        rows = [i for i, c in enumerate(cases) if c.task == task]
+        if not rows:
+            continue
+        sources = [ins.source for ins in evaluation_instructions([cases[i] for i in rows], gen.ids,
+                                                                 profile.train.history_length)]
+        trie = ItemTrie(gen.codes(task))
+        for start in range(0, len(rows), batch_size):
+            chunk = rows[start:start + batch_size]
+            enc = gen.tokenizer(sources[start:start + batch_size], return_tensors="pt", padding=True,
+                                truncation=True, max_length=profile.train.max_source_length)
+            result = constrained_beam_search(
+                gen.model, enc["input_ids"], enc["attention_mask"], trie, gen.behaviour_token(task),
+                profile.eval.beam_size, top_k=min(10, profile.eval.beam_size),
+                candidates=None if candidates is None else candidates[chunk],
+            )
+            for row, ranked in zip(chunk, ranked_items(result)):
+                ranks[row] = rank_of(cases[row].target.item, ranked)
+    return ranks
+
+
+def evaluate_generative(
+    gen: GenerativeModel, cases: list, candidates: np.ndarray, profile: Profile
+) -> dict[str, dict[str, dict[str, float]]]:
+    """HR@1/5/10 and NDCG@5/10 per task under the sampled and full-ranking protocols."""
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for protocol in PROTOCOLS:
+        ranks = rank_cases(gen, cases, candidates if protocol == "sampled" else None, profile)
+        for task in ("rec", "search"):
+            mask = np.array([c.task == task for c in cases])
+            out.setdefault(task, {})[protocol] = summarize(ranks[mask])
+    return out
+
+
+def validation_score(gen: GenerativeModel, cases: list, candidates: np.ndarray, profile: Profile) -> float:
+    """Mean NDCG@5 of the two tasks under the sampled protocol: the checkpoint criterion."""
+    ranks = rank_cases(gen, cases, candidates, profile)
+    return float(np.mean([ndcg(ranks[[c.task == t for c in cases]], 5) for t in ("rec", "search")]))
+
+
+def tokenizer_corpus(prepared: PreparedData, pairs: list[tuple[str, str]]) -> list[str]:
+    """The texts the tokenizer is trained on: item text, queries and the instructions."""
+    ds = prepared.dataset
+    return [it.text for it in ds.items] + [e.query for _, e in ds.events("search")] + [s for p in pairs for s in p]
+
+
+def train_generative(
+    prepared: PreparedData,
+    ids: ItemIdentifiers,
+    profile: Profile,
+    cache: ArtifactCache | None = None,
+    progress: bool = True,
+    mix: TaskMix | None = None,
+) -> GenerativeModel:
+    """Instructions -> tokenizer -> T5 -> training with validation (cached, resumable; notebook 05)."""
+    cache = cache or ArtifactCache()
+    config = {"model": profile.model, "train": profile.train, "eval": profile.eval, "seed": profile.seed,
+              "mix": (mix or TaskMix()).weights}
+    inputs = [prepared.key, fingerprint(to_json(ids)), code_fingerprint(_CODE / "generative.py",
+                                                                         _CODE / "instructions.py")]
+    key = cache.key("t5", config, inputs)
+    work = cache.root / "t5_work" / key  # resumable training state lives here until the stage is done
+
+    def build(folder: Path) -> None:
+        split = prepared.split
+        pairs = [(i.source, i.target) for i in training_instructions(
+            prepared.dataset, split.train, ids, profile.train.history_length, mix, profile.seed)]
+        if profile.model.pretrained:
+            tokenizer = load_pretrained_tokenizer(profile.model.pretrained, behaviour_and_identifier_tokens(ids.vocabulary))
+        else:
+            tokenizer = train_tokenizer(tokenizer_corpus(prepared, pairs), profile.model.vocab_size,
+                                        behaviour_and_identifier_tokens(ids.vocabulary))
+        model = build_model(profile.model, tokenizer, profile.seed)
+        val_cases, val_cands = eval_subset(split.valid, prepared.candidates["valid"],
+                                           profile.eval.max_eval_users, profile.seed)
+
+        def validate(m) -> float:
+            return validation_score(GenerativeModel(m, tokenizer, ids, [], folder), val_cases, val_cands, profile)
+
+        result = train(model, tokenizer, pairs, profile.train, work, validate, profile.seed, progress)
+        shutil.copytree(result.best_dir, folder / "best")
+        write_json(folder / "history.json", result.history)
+
+    folder = cache.build("t5", config, build, inputs)
+    shutil.rmtree(work, ignore_errors=True)
+    model, tokenizer = load_best(folder)
+    history = json.loads((folder / "history.json").read_text())
+    return GenerativeModel(model, tokenizer, ids, history, folder)
