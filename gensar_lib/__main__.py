@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from gensar_lib.config import ConfigError, load_profile
 from gensar_lib.data.schema import DataError
@@ -28,6 +29,26 @@ def _identifiers(args: argparse.Namespace) -> None:
         print(f"{row['identifier']:<28} collisions {row['before']:.2%} -> {row['after']:.2%} ({row['strategy']})")
 
 
+def _train(args: argparse.Namespace) -> None:
+    from gensar_lib.artifacts import write_json
+    from gensar_lib.data.pipeline import prepare_data
+    from gensar_lib.pipeline import all_identifiers, eval_subset, evaluate_generative, train_generative
+
+    profile = load_profile(args.profile)
+    prepared = prepare_data(args.dataset, profile)
+    ids = all_identifiers(prepared, profile, kinds=("gensar",))["gensar"].ids
+    gen = train_generative(prepared, ids, profile)
+    cases, candidates = eval_subset(prepared.split.test, prepared.candidates["test"],
+                                    profile.eval.max_eval_users, profile.seed)
+    metrics = evaluate_generative(gen, cases, candidates, profile)
+    report = {"dataset": prepared.dataset.name, "profile": profile.name, "test_cases": len(cases),
+              "metrics": metrics, "training": gen.history}
+    print(f"wrote {write_json(Path(args.out) / 'metrics.json', report)}")
+    for task, by_protocol in metrics.items():
+        for protocol, row in by_protocol.items():
+            print(f"{task:<6} {protocol:<8} " + "  ".join(f"{k} {v:.4f}" for k, v in row.items()))
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m gensar_lib", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -36,7 +57,10 @@ def parser() -> argparse.ArgumentParser:
     idents = sub.add_parser("identifiers", help="write identifiers.json and identifier_stats.json")
     idents.set_defaults(run=_identifiers)
     idents.add_argument("--out", required=True, help="output folder")
-    for command in (stats, idents):
+    trainer = sub.add_parser("train", help="identifiers, instructions, T5 training and evaluation -> metrics.json")
+    trainer.set_defaults(run=_train)
+    trainer.add_argument("--out", required=True, help="output folder")
+    for command in (stats, idents, trainer):
         command.add_argument("--dataset", default=None, help="'synthetic' (default) or a dataset folder")
         command.add_argument("--profile", default=None, help="tiny | small | paper (default: small)")
     return p

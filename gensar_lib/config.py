@@ -74,6 +74,8 @@ class EmbeddingConfig:
     sasrec_blocks: int = 2
     sasrec_epochs: int = 30
     sasrec_max_len: int = 50
+    sasrec_lr: float = 1e-3
+    sasrec_batch_size: int = 128
 
 
 @dataclass(frozen=True)
@@ -113,10 +115,11 @@ class TrainConfig:
     """Instruction tuning of the T5 model (notebook 05_t5_training)."""
 
     epochs: int = 10
-    batch_size: int = 128
-    lr: float = 1e-3
+    batch_size: int = 64
+    lr: float = 3e-3
     warmup_ratio: float = 0.01
     history_length: int = 5
+    max_instances: int | None = 20000  # a seeded sample of the instructions when there are more (CPU budget)
     weight_decay: float = 1e-7  # official run script
     grad_clip: float = 1.0  # max gradient norm (Hugging Face Trainer default)
     max_source_length: int = 256  # longer prompts lose their oldest tokens
@@ -151,12 +154,14 @@ def _tiny() -> Profile:
     return Profile(
         name="tiny",
         data=DataConfig(
-            synthetic=SyntheticConfig(n_users=300, items_per_leaf=10, n_leaves=24, mean_length=12.0)
+            synthetic=SyntheticConfig(n_users=500, items_per_leaf=9, n_leaves=16, mean_length=12.0)
         ),
-        embeddings=EmbeddingConfig(max_seq_length=64, sasrec_dim=32, sasrec_blocks=1, sasrec_epochs=10),
+        embeddings=EmbeddingConfig(max_seq_length=64, sasrec_dim=32, sasrec_blocks=1, sasrec_epochs=10,
+                                   sasrec_lr=5e-3, sasrec_batch_size=32),
         quantize=QuantizeConfig(codebook_size=16, hidden_dims=(128,), epochs=30),
-        model=ModelConfig(d_model=64, d_ff=256, num_layers=2, num_heads=2, d_kv=32, vocab_size=800),
-        train=TrainConfig(epochs=3, batch_size=64),
+        model=ModelConfig(d_model=64, d_ff=256, num_layers=2, num_heads=2, d_kv=32, vocab_size=800,
+                          dropout_rate=0.0),
+        train=TrainConfig(epochs=15, batch_size=32, lr=3e-3, history_length=3, max_instances=None),
         eval=EvalConfig(beam_size=10, max_eval_users=100),
     )
 
@@ -176,7 +181,7 @@ def _paper() -> Profile:
             codebook_size=256, hidden_dims=(512, 256, 128), epochs=500, batch_size=1024
         ),
         model=ModelConfig(pretrained="t5-small"),
-        train=TrainConfig(epochs=200, batch_size=256),
+        train=TrainConfig(epochs=200, batch_size=256, lr=1e-3, max_instances=None),
         eval=EvalConfig(beam_size=30),
     )
 

@@ -329,6 +329,10 @@ def train_generative(
         split = prepared.split
         pairs = [(i.source, i.target) for i in training_instructions(
             prepared.dataset, split.train, ids, profile.train.history_length, mix, profile.seed)]
+        cap = profile.train.max_instances
+        if cap is not None and len(pairs) > cap:  # CPU profiles: a seeded sample, stated in notebook 05
+            keep = np.random.default_rng(profile.seed).choice(len(pairs), size=cap, replace=False)
+            pairs = [pairs[i] for i in sorted(keep)]
         if profile.model.pretrained:
             tokenizer = load_pretrained_tokenizer(profile.model.pretrained, behaviour_and_identifier_tokens(ids.vocabulary))
         else:
