@@ -129,18 +129,23 @@ def _item_text(ds: Dataset, item: int) -> str:
     return " ".join(ds.items[item].text.split()[:TITLE_WORDS])
 
 
+def source_text(
+    family: str, history: Sequence[Event], ids: ItemIdentifiers, length: int, template: int = 0, query: str | None = None
+) -> str:
+    """The prompt of a history-based family (NRIP, NSIP, NSQP) with template ``template``."""
+    hist = render_history(history, ids, length)
+    return TEMPLATES[family][template % len(TEMPLATES[family])].format(history=hist, query=query)
+
+
 def case_instructions(case: Case, ids: ItemIdentifiers, length: int, template: int) -> list[Instruction]:
     """NRIP for a recommendation case; NSIP and NSQP for a search case."""
-    hist = render_history(case.history, ids, length)
-    t, item, user = case.target, case.target.item, case.user
+    t, item, user, h = case.target, case.target.item, case.user, case.history
     if t.query is None:
-        src = TEMPLATES["NRIP"][template % 5].format(history=hist)
-        return [Instruction("NRIP", src, identifier(ids, item, "rec"), user, item)]
+        return [Instruction("NRIP", source_text("NRIP", h, ids, length, template), identifier(ids, item, "rec"), user, item)]
     return [
-        Instruction("NSIP", TEMPLATES["NSIP"][template % 5].format(history=hist, query=t.query),
+        Instruction("NSIP", source_text("NSIP", h, ids, length, template, t.query),
                     identifier(ids, item, "search"), user, item),
-        Instruction("NSQP", TEMPLATES["NSQP"][template % 5].format(history=hist),
-                    f"{QUERY_TOKEN} {t.query}", user, item),
+        Instruction("NSQP", source_text("NSQP", h, ids, length, template), f"{QUERY_TOKEN} {t.query}", user, item),
     ]
 
 

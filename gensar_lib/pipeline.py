@@ -253,13 +253,31 @@ def eval_subset(cases: list, candidates: np.ndarray, max_users: int | None, seed
     return [cases[i] for i in rows], candidates[rows]
 
 
-def rank_cases(
+def decode(
     gen: GenerativeModel,
-    cases: list,
-    candidates: np.ndarray | None,
+    sources: list[str],
+    task: str,
     profile: Profile,
+    candidates: np.ndarray | None = None,
+    top_k: int = 10,
     batch_size: int = 64,
-) -> np.ndarray:
+) -> list[list[int]]:
+    """Top-k items per prompt by constrained beam search (over candidates, or the whole catalogue)."""
+    trie = ItemTrie(gen.codes(task))
+    ranked: list[list[int]] = []
+    for start in range(0, len(sources), batch_size):
+        enc = gen.tokenizer(sources[start:start + batch_size], return_tensors="pt", padding=True,
+                            truncation=True, max_length=profile.train.max_source_length)
+        result = constrained_beam_search(
+            gen.model, enc["input_ids"], enc["attention_mask"], trie, gen.behaviour_token(task),
+            profile.eval.beam_size, top_k=min(top_k, profile.eval.beam_size),
+            candidates=None if candidates is None else candidates[start:start + batch_size],
+        )
+        ranked += ranked_items(result)
+    return ranked
+
+
+def rank_cases(gen: GenerativeModel, cases: list, candidates: np.ndarray | None, profile: Profile) -> np.ndarray:
     """Rank of each case's target in the constrained beam (sampled: among its candidates; full: all items)."""
     ranks = np.full(len(cases), MISSING, dtype=np.int64)
     for task in ("rec", "search"):
@@ -268,18 +286,9 @@ def rank_cases(
             continue
         sources = [ins.source for ins in evaluation_instructions([cases[i] for i in rows], gen.ids,
                                                                  profile.train.history_length)]
-        trie = ItemTrie(gen.codes(task))
-        for start in range(0, len(rows), batch_size):
-            chunk = rows[start:start + batch_size]
-            enc = gen.tokenizer(sources[start:start + batch_size], return_tensors="pt", padding=True,
-                                truncation=True, max_length=profile.train.max_source_length)
-            result = constrained_beam_search(
-                gen.model, enc["input_ids"], enc["attention_mask"], trie, gen.behaviour_token(task),
-                profile.eval.beam_size, top_k=min(10, profile.eval.beam_size),
-                candidates=None if candidates is None else candidates[chunk],
-            )
-            for row, ranked in zip(chunk, ranked_items(result)):
-                ranks[row] = rank_of(cases[row].target.item, ranked)
+        ranked = decode(gen, sources, task, profile, None if candidates is None else candidates[rows])
+        for row, items in zip(rows, ranked):
+            ranks[row] = rank_of(cases[row].target.item, items)
     return ranks
 
 
