@@ -8,5 +8,5 @@ run: setup
 	@bash scripts/run_notebooks.sh
 
 test: setup
-	GENSAR_PROFILE=tiny GENSAR_FIGURES=build/test-figures .venv/bin/python -m pytest tests notebooks --nbval-lax --nbval-current-env \
+	GENSAR_PROFILE=tiny GENSAR_FIGURES=$(CURDIR)/build/test-figures .venv/bin/python -m pytest tests notebooks --nbval-lax --nbval-current-env \
 	  --nbval-cell-timeout=900 -p no:cacheprovider
