@@ -323,7 +323,7 @@ class VQLevel(nn.Module):
         self, residual: torch.Tensor, use_sinkhorn: bool = False
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         codes = self.assign(residual.detach(), use_sinkhorn)
-        e = self.codebook[codes]
+        e = F.embedding(codes, self.codebook)  # its backward is deterministic on CPU; indexing is not
         loss = F.mse_loss(e, residual.detach()) + self.beta * F.mse_loss(residual, e.detach())
         quantised = residual + (e - residual).detach()
         return quantised, codes, loss

@@ -271,3 +271,23 @@ def test_single_rqvae_trains_and_encodes(items):
     assert codes.shape == (len(sem), 3)
     assert model.last_level_distances(sem).argmin(1).tolist() == codes[:, -1].tolist()
     assert model.reconstruct(sem).shape == sem.shape
+
+
+def test_training_is_reproducible_with_two_threads():
+    """Indexing a codebook has a nondeterministic backward on CPU with >1 thread; F.embedding does not."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        rng = np.random.default_rng(0)
+        sem = rng.normal(size=(2420, 384)).astype(np.float32)
+        sem /= np.linalg.norm(sem, axis=1, keepdims=True)
+        col = (rng.normal(size=(2420, 64)) / 8).astype(np.float32)
+        cfg = QuantizeConfig(epochs=8)
+        weights = []
+        for _ in range(2):
+            model = JointRQVAE(384, 64, cfg, seed=0)
+            train_rqvae(model, (sem, col), cfg, 0, progress=False)
+            weights.append(torch.cat([p.detach().flatten() for p in model.parameters()]))
+        assert torch.equal(weights[0], weights[1])
+    finally:
+        torch.set_num_threads(threads)
