@@ -546,11 +546,8 @@ def cached_collaborative_embeddings(
     progress: bool = True,
     **overrides: Any,
 ) -> np.ndarray:
-    """The SASRec item table (UniSAR stand-in) [n_items, sasrec_dim], from ``collaborative.npy`` in the cache."""
-    cache = cache or ArtifactCache()
-    cached_sasrec(dataset, split, cfg, seed, cache, progress, **overrides)
-    config, inputs = _sasrec_key(dataset, split, cfg, seed, sasrec_options(cfg, **overrides))
-    return np.load(cache.path("sasrec", cache.key("sasrec", config, inputs)) / "collaborative.npy")
+    """The SASRec item table (UniSAR stand-in) [n_items, sasrec_dim], of the cached SASRec."""
+    return collaborative_embeddings(cached_sasrec(dataset, split, cfg, seed, cache, progress, **overrides))
 
 
 # --------------------------------------------------------------------------------------
@@ -598,11 +595,7 @@ def evaluate_scores(
         if candidates.shape[0] != len(cases) or not np.array_equal(candidates[:, 0], targets):
             raise ValueError("candidate lists are not aligned with the cases (column 0 must be each case's target)")
         out["sampled"] = summarize(ranks_from_scores(np.take_along_axis(scores, candidates, axis=1)))
-    rows = np.arange(len(cases))
-    positive = scores[rows, targets].astype(np.float64)
-    as64 = scores.astype(np.float64, copy=False)
-    ranks = (as64 > positive[:, None]).sum(axis=1) + (as64 == positive[:, None]).sum(axis=1) - 1
-    out["full"] = summarize(ranks)
+    out["full"] = summarize(ranks_from_scores(scores, targets))
     return out
 
 

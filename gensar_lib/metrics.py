@@ -21,8 +21,8 @@ def rank_of(target: Hashable, ranked: Sequence[Hashable]) -> int:
     return MISSING
 
 
-def ranks_from_scores(scores: np.ndarray, positive_column: int = 0) -> np.ndarray:
-    """Ranks of the positive column in each row of scores (ties count against the positive)."""
+def ranks_from_scores(scores: np.ndarray, positive_column: int | np.ndarray = 0) -> np.ndarray:
+    """Ranks of the positive column (one for all rows, or one per row) of scores; ties count against it."""
     scores = np.asarray(scores, dtype=np.float64)
     positive = scores[np.arange(len(scores)), positive_column]
     better = (scores > positive[:, None]).sum(axis=1)
