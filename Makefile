@@ -10,3 +10,8 @@ run: setup
 test: setup
 	GENSAR_PROFILE=tiny GENSAR_FIGURES=$(CURDIR)/build/test-figures .venv/bin/python -m pytest tests notebooks --nbval-lax --nbval-current-env \
 	  --nbval-cell-timeout=900 -p no:cacheprovider
+
+# Student copies: notebooks/NN_*.ipynb with exercise answers removed, written to student/ (replaced as a whole).
+.PHONY: student
+student: setup
+	.venv/bin/python scripts/make_student_copies.py --src notebooks --out student

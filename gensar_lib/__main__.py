@@ -49,6 +49,19 @@ def _train(args: argparse.Namespace) -> None:
             print(f"{task:<6} {protocol:<8} " + "  ".join(f"{k} {v:.4f}" for k, v in row.items()))
 
 
+def _ablation(args: argparse.Namespace) -> None:
+    from gensar_lib.ablation import paper_table, run_ablation, write_ablation
+    from gensar_lib.data.pipeline import prepare_data
+
+    profile = load_profile(args.profile)
+    prepared = prepare_data(args.dataset, profile)
+    methods = tuple(args.methods.split(",")) if args.methods else None
+    result = run_ablation(prepared, profile, args.seeds, methods, all_seeds=args.all_seeds)
+    for path in write_ablation(args.out, result):
+        print(f"wrote {path}")
+    print(paper_table(result.runs).to_string())
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m gensar_lib", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -60,7 +73,15 @@ def parser() -> argparse.ArgumentParser:
     trainer = sub.add_parser("train", help="identifiers, instructions, T5 training and evaluation -> metrics.json")
     trainer.set_defaults(run=_train)
     trainer.add_argument("--out", required=True, help="output folder")
-    for command in (stats, idents, trainer):
+    ablation = sub.add_parser("ablation", help="identifier variants, single-task models and baselines "
+                                               "-> ablation.json and the figures")
+    ablation.set_defaults(run=_ablation)
+    ablation.add_argument("--out", required=True, help="output folder")
+    ablation.add_argument("--seeds", type=int, default=1,
+                          help="seeds of the headline methods (the others run profile.ablation.other_seeds)")
+    ablation.add_argument("--all-seeds", action="store_true", help="run every method for every seed")
+    ablation.add_argument("--methods", default=None, help="comma-separated subset of the methods (default: all)")
+    for command in (stats, idents, trainer, ablation):
         command.add_argument("--dataset", default=None, help="'synthetic' (default) or a dataset folder")
         command.add_argument("--profile", default=None, help="tiny | small | paper (default: small)")
     return p

@@ -61,10 +61,12 @@ def read_pickle(path: str | Path) -> Any:
 
 
 def code_fingerprint(*folders: str | Path) -> str:
-    """A hash of the Python sources under ``folders``, so changed code never reuses old artifacts."""
+    """A hash of the Python sources under ``folders`` (or of the given files), so changed code never
+    reuses old artifacts."""
     digest = hashlib.sha256()
     for folder in folders:
-        for path in sorted(Path(folder).rglob("*.py")):
+        folder = Path(folder)
+        for path in [folder] if folder.is_file() else sorted(folder.rglob("*.py")):
             digest.update(path.name.encode())
             digest.update(path.read_bytes())
     return digest.hexdigest()[:16]

@@ -137,6 +137,27 @@ class EvalConfig:
 
 
 @dataclass(frozen=True)
+class AblationConfig:
+    """The identifier ablation and baselines (notebook 06_identifier_ablation).
+
+    ``headline`` methods are trained once per seed; the other methods for the first
+    ``other_seeds`` seeds only (CPU budget). ``epochs`` / ``max_instances`` override the
+    training config for every ablation run when set (``None``: as notebook 05).
+    ``codebook_sizes`` x ``level_splits`` (shared, specific) is the hyper-parameter grid
+    of the identifier figure.
+    """
+
+    methods: tuple[str, ...] = ("gensar", "semantic", "collaborative", "concatenated", "separate", "random",
+                                "gensar-rec-only", "gensar-search-only")
+    headline: tuple[str, ...] = ("gensar", "semantic", "collaborative")
+    other_seeds: int = 1
+    epochs: int | None = None
+    max_instances: int | None = None
+    codebook_sizes: tuple[int, ...] = (8, 16, 32, 64)
+    level_splits: tuple[tuple[int, int], ...] = ((1, 3), (2, 2), (3, 1))
+
+
+@dataclass(frozen=True)
 class Profile:
     """One named set of hyper-parameters for every stage."""
 
@@ -147,6 +168,7 @@ class Profile:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    ablation: AblationConfig = field(default_factory=AblationConfig)
     seed: int = 0
 
 
@@ -163,11 +185,18 @@ def _tiny() -> Profile:
                           dropout_rate=0.0),
         train=TrainConfig(epochs=15, batch_size=32, lr=3e-3, history_length=3, max_instances=None),
         eval=EvalConfig(beam_size=10, max_eval_users=100),
+        ablation=AblationConfig(epochs=8),  # eight T5 runs in CI: about half of notebook 05's budget each
     )
 
 
 def _small() -> Profile:
-    return Profile(name="small")
+    # CPU budget: notebook 05 trains 6 epochs on at most 12,000 instructions; each ablation run 3 epochs on 6,000
+    return Profile(
+        name="small",
+        train=TrainConfig(epochs=6, max_instances=12000),
+        eval=EvalConfig(max_eval_users=500),
+        ablation=AblationConfig(epochs=3, max_instances=6000),
+    )
 
 
 def _paper() -> Profile:

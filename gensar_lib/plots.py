@@ -25,9 +25,9 @@ def figures_dir() -> Path:
     return Path(os.environ.get(FIGURES_ENV) or REPO_ROOT / "figures")
 
 
-def save_fig(fig: plt.Figure, notebook: str, name: str, data: pd.DataFrame) -> Path:
-    """Write ``figures/<notebook>/<name>.png`` and the ``.csv`` of ``data`` beside it."""
-    folder = figures_dir() / notebook
+def save_fig(fig: plt.Figure, notebook: str, name: str, data: pd.DataFrame, root: Path | None = None) -> Path:
+    """Write ``figures/<notebook>/<name>.png`` (or under ``root``) and the ``.csv`` of ``data`` beside it."""
+    folder = (root or figures_dir()) / notebook
     png = folder / f"{name}.png"
     with atomic_path(png) as tmp:
         fig.savefig(tmp, format="png", dpi=120)

@@ -53,3 +53,13 @@ def test_code_fingerprint_changes_with_source(tmp_path):
     before = code_fingerprint(tmp_path)
     (tmp_path / "m.py").write_text("x = 2\n")
     assert code_fingerprint(tmp_path) != before
+
+
+def test_code_fingerprint_of_single_files(tmp_path):
+    a, b = tmp_path / "a.py", tmp_path / "b.py"
+    a.write_text("x = 1\n")
+    b.write_text("y = 2\n")
+    before = code_fingerprint(a)
+    assert before != code_fingerprint(b)  # a file is hashed, not treated as an empty folder
+    a.write_text("x = 2\n")
+    assert code_fingerprint(a) != before

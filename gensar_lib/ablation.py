@@ -1,0 +1,401 @@
+"""The identifier ablation, the single-task models and the baselines (notebook 06_identifier_ablation).
+
+Every method is evaluated on the same test users with the same protocol and metrics
+(``pipeline.evaluate_generative``; ``baselines.evaluate_baselines``). Generative methods
+are the notebook 05 pipeline with only the identifiers or the task mix changed:
+
+- ``gensar``: dual identifiers from the joint RQ-VAE (shared + specific codebooks);
+- ``semantic`` (TIGER style) / ``collaborative`` / ``concatenated``: one identifier from a
+  single RQ-VAE over one embedding, used for both tasks;
+- ``separate``: a semantic ID and a collaborative ID from two single RQ-VAEs, with no
+  shared codebooks (so the two IDs of an item share no prefix);
+- ``random``: random, collision-free codes of the same length (atomic-like IDs that carry
+  no information about the item);
+- ``gensar-rec-only`` / ``gensar-search-only``: GenSAR identifiers, trained on one task's
+  instructions (plus the identifier-language alignment), to show the trade-off of Fig. 1.
+
+*Departures from the paper*: the paper's Fig. 1 places published search, recommendation
+and joint models; here the four baselines of :mod:`gensar_lib.baselines` stand in for
+them. The paper trains each variant once on 8 GPUs; on a CPU each variant is a small T5
+trained from scratch (notebook 05), and the ``headline`` methods are repeated over seeds
+(mean and standard deviation) while the others run for fewer seeds (``AblationConfig``).
+The hyper-parameter figure reports identifier-level effects (collision rates, prefix
+sharing) over the grid of shared/specific levels and codebook sizes; the paper reports
+retrieval metrics, which would need one T5 per grid point.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Callable
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from gensar_lib.artifacts import ArtifactCache, code_fingerprint, write_json
+from gensar_lib.config import ConfigError, Profile, fingerprint
+from gensar_lib.data.pipeline import PreparedData
+from gensar_lib.identifiers import ItemIdentifiers, collision_rate, make_token, single_vocabulary, to_json
+from gensar_lib.instructions import TaskMix
+from gensar_lib.pipeline import (
+    Identifiers,
+    all_identifiers,
+    eval_subset,
+    evaluate_generative,
+    identifier_model,
+    identifiers,
+    item_embeddings,
+    train_generative,
+)
+
+IDENTIFIER_VARIANTS: tuple[str, ...] = ("gensar", "semantic", "collaborative", "concatenated", "separate", "random")
+SINGLE_TASK: dict[str, dict[str, float]] = {
+    "gensar-rec-only": {"NRIP": 1.0, "ITEM2ID": 1.0, "ID2ITEM": 0.5},
+    "gensar-search-only": {"NSIP": 1.0, "NSQP": 0.2, "ITEM2ID": 1.0, "ID2ITEM": 0.5, "QUERY2ID": 0.5},
+}
+METHODS: tuple[str, ...] = IDENTIFIER_VARIANTS + tuple(SINGLE_TASK)
+LABELS = {
+    "gensar": "GenSAR (shared + specific)", "semantic": "semantic-only (TIGER)",
+    "collaborative": "collaborative-only", "concatenated": "concatenated embedding",
+    "separate": "separate sem. + collab. (no shared)", "random": "random IDs",
+    "gensar-rec-only": "GenSAR, rec. data only", "gensar-search-only": "GenSAR, search data only",
+    "popularity": "popularity", "sasrec": "SASRec", "bm25": "BM25", "dense": "dense (MiniLM)",
+}
+_CODE = Path(__file__).parent
+NOTEBOOK = "06_identifier_ablation"
+
+
+def check_methods(methods: tuple[str, ...] | list[str]) -> tuple[str, ...]:
+    """The methods, or a ConfigError naming the unknown one and the choices."""
+    for m in methods:
+        if m not in METHODS:
+            raise ConfigError(f"unknown ablation method {m!r}; choose from {list(METHODS)}")
+    return tuple(methods)
+
+
+# ---------------------------------------------------------------------------
+# Identifiers of every variant
+# ---------------------------------------------------------------------------
+
+
+def random_identifiers(n_items: int, levels: int, codebook_size: int, seed: int, item_ids=None) -> ItemIdentifiers:
+    """Distinct random codes (``<random_a_3> ...``), one ID for both tasks: no item information."""
+    space = codebook_size ** levels
+    if space < n_items:
+        raise ConfigError(f"random identifiers: {codebook_size}^{levels} = {space} IDs for {n_items} items")
+    flat = np.random.default_rng(seed).choice(space, size=n_items, replace=False)
+    digits = np.stack([(flat // codebook_size ** (levels - 1 - lv)) % codebook_size for lv in range(levels)], 1)
+    ids = tuple(tuple(make_token("random", lv, c) for lv, c in enumerate(row)) for row in digits.tolist())
+    names = tuple(item_ids) if item_ids is not None else tuple(str(i) for i in range(n_items))
+    return ItemIdentifiers(names, ids, ids, tuple(single_vocabulary("random", levels, codebook_size)), codebook_size)
+
+
+def separate_identifiers(semantic: ItemIdentifiers, collaborative: ItemIdentifiers) -> ItemIdentifiers:
+    """The semantic ID of one single RQ-VAE with the collaborative ID of another: no shared prefix."""
+    vocab = tuple(dict.fromkeys(semantic.vocabulary + collaborative.vocabulary))
+    return ItemIdentifiers(semantic.item_ids, semantic.semantic, collaborative.collaborative, vocab,
+                           semantic.codebook_size)
+
+
+@dataclass
+class VariantIdentifiers:
+    """The identifiers a method trains with, and their collision rates before/after handling."""
+
+    ids: ItemIdentifiers
+    collisions: list[dict]
+
+
+def _handling_rows(method: str, res: Identifiers, task_ids: dict[str, str]) -> list[dict]:
+    handling = res.stats["handling"]
+    rows = []
+    for id_name, report_key in task_ids.items():
+        rep = handling[report_key] if res.kind == "gensar" else handling
+        rows.append({"method": method, "identifier": id_name, "before": rep["before"], "after": rep["after"]})
+    return rows
+
+
+def variant_identifiers(method: str, prepared: PreparedData, profile: Profile, cache: ArtifactCache | None = None,
+                        progress: bool = False) -> VariantIdentifiers:
+    """Identifiers of an ablation method (single-task methods use GenSAR's)."""
+    check_methods([method])
+    variant = "gensar" if method in SINGLE_TASK else method
+    if variant == "random":
+        q = profile.quantize
+        ids = random_identifiers(prepared.dataset.n_items, q.shared_levels + q.specific_levels, q.codebook_size,
+                                 profile.seed, [it.id for it in prepared.dataset.items])
+        rows = [{"method": method, "identifier": name, "before": collision_rate(ids.semantic), "after":
+                 collision_rate(ids.semantic)} for name in ("semantic", "collaborative")]
+        return VariantIdentifiers(ids, rows)
+    if variant == "separate":
+        res = all_identifiers(prepared, profile, ("semantic", "collaborative"), cache=cache, progress=progress)
+        rows = (_handling_rows(method, res["semantic"], {"semantic": "semantic"})
+                + _handling_rows(method, res["collaborative"], {"collaborative": "collaborative"}))
+        return VariantIdentifiers(separate_identifiers(res["semantic"].ids, res["collaborative"].ids), rows)
+    res = all_identifiers(prepared, profile, (variant,), cache=cache, progress=progress)[variant]
+    return VariantIdentifiers(res.ids, _handling_rows(method, res, {"semantic": "semantic",
+                                                                    "collaborative": "collaborative"}))
+
+
+# ---------------------------------------------------------------------------
+# Runs
+# ---------------------------------------------------------------------------
+
+
+def run_profile(profile: Profile, seed: int) -> Profile:
+    """The profile of one ablation run: its seed, and the ablation's training overrides."""
+    ab, tr = profile.ablation, profile.train
+    train = replace(tr, epochs=ab.epochs or tr.epochs,
+                    max_instances=ab.max_instances if ab.max_instances is not None else tr.max_instances)
+    return replace(profile, seed=seed, train=train)
+
+
+def test_cases(prepared: PreparedData, profile: Profile) -> tuple[list, np.ndarray]:
+    """The test cases every method is scored on: the same users for every method and seed."""
+    return eval_subset(prepared.split.test, prepared.candidates["test"], profile.eval.max_eval_users,
+                       profile.data.seed)
+
+
+def run_method(method: str, prepared: PreparedData, profile: Profile, seed: int,
+               cache: ArtifactCache | None = None, progress: bool = False) -> dict[str, Any]:
+    """Train (or load) one generative method for one seed and evaluate it (cached)."""
+    cache = cache or ArtifactCache()
+    prof = run_profile(profile, seed)
+    variant = variant_identifiers(method, prepared, prof, cache, progress)
+    mix = TaskMix(SINGLE_TASK[method]) if method in SINGLE_TASK else None
+    cases, candidates = test_cases(prepared, profile)
+
+    def make() -> dict[str, Any]:
+        start = time.perf_counter()
+        gen = train_generative(prepared, variant.ids, prof, cache, progress, mix)
+        metrics = evaluate_generative(gen, cases, candidates, prof)
+        return {"metrics": metrics, "best_epoch": max((h["epoch"] for h in gen.history if h["best"]), default=None),
+                "train_seconds": sum(h["seconds"] for h in gen.history),
+                "total_seconds": time.perf_counter() - start}
+
+    inputs = [prepared.key, fingerprint(to_json(variant.ids)),
+              code_fingerprint(*(_CODE / f for f in ("pipeline.py", "decoding.py", "metrics.py", "generative.py",
+                                                       "instructions.py")))]
+    out = cache.cached("ablation_run", {"method": method, "profile": prof, "mix": mix and mix.weights}, make, inputs)
+    return {"method": method, "family": "generative", "seed": seed, **out, "collisions": variant.collisions}
+
+
+def run_baselines(prepared: PreparedData, profile: Profile, seed: int, cache: ArtifactCache | None = None
+                  ) -> list[dict[str, Any]]:
+    """Every baseline of :mod:`gensar_lib.baselines`, on the same test cases, for one seed."""
+    from gensar_lib.baselines import evaluate_baselines
+
+    cases, candidates = test_cases(prepared, profile)
+    results = evaluate_baselines(prepared, replace(profile, seed=seed), cases, candidates, cache)
+    return [{"method": name, "family": "baseline", "seed": seed, "metrics": m} for name, m in results.items()]
+
+
+def seeds_of(method: str, profile: Profile, seeds: int, all_seeds: bool = False) -> list[int]:
+    """Headline methods (or all with ``all_seeds``) run ``seeds`` seeds; the others fewer."""
+    n = seeds if all_seeds or method in profile.ablation.headline else min(seeds, profile.ablation.other_seeds)
+    return [profile.seed + s for s in range(n)]
+
+
+def hparam_grid(prepared: PreparedData, profile: Profile, cache: ArtifactCache | None = None,
+                progress: bool = False) -> list[dict[str, Any]]:
+    """GenSAR identifiers over (shared, specific) levels x codebook sizes: collision rates and prefix sharing."""
+    emb = item_embeddings(prepared, profile, cache, progress=False)
+    rows = []
+    for shared, specific in profile.ablation.level_splits:
+        for k in profile.ablation.codebook_sizes:
+            prof = replace(profile, quantize=replace(profile.quantize, shared_levels=shared, specific_levels=specific,
+                                                     codebook_size=k))
+            res = identifiers("gensar", prepared, emb, identifier_model("gensar", emb, prof, cache, progress), prof)
+            handling = res.stats["handling"]
+            for name in ("semantic", "collaborative"):
+                rows.append({"shared_levels": shared, "specific_levels": specific, "codebook_size": k,
+                             "identifier": name, "before": handling[name]["before"],
+                             "after": handling[name]["after"],
+                             "shared_prefix_collision": res.stats["collision_rate"]["shared_prefix"]})
+    return rows
+
+
+@dataclass
+class AblationResult:
+    """Every run (method x seed), the variants' collision rates and the hyper-parameter grid."""
+
+    dataset: str
+    profile: str
+    runs: list[dict[str, Any]]
+    hparams: list[dict[str, Any]] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"dataset": self.dataset, "profile": self.profile,
+                "seeds": sorted({r["seed"] for r in self.runs}), "runs": self.runs, "hparams": self.hparams}
+
+
+def run_ablation(prepared: PreparedData, profile: Profile, seeds: int = 1, methods: tuple[str, ...] | None = None,
+                 baselines: bool = True, all_seeds: bool = False, hparams: bool = True,
+                 cache: ArtifactCache | None = None, progress: bool = True) -> AblationResult:
+    """Every method for its seeds, the baselines per seed, and the hyper-parameter grid."""
+    if seeds < 1:
+        raise ConfigError(f"impossible config: seeds = {seeds!r}, need at least 1")
+    methods = check_methods(methods if methods is not None else profile.ablation.methods)
+    plan = [(m, s) for m in methods for s in seeds_of(m, profile, seeds, all_seeds)]
+    runs: list[dict[str, Any]] = []
+    for i, (method, seed) in enumerate(plan, 1):
+        if progress:
+            print(f"[{i}/{len(plan)}] {method} seed {seed}", flush=True)
+        runs.append(run_method(method, prepared, profile, seed, cache, progress=False))
+    if baselines:
+        for seed in range(profile.seed, profile.seed + seeds):
+            runs += run_baselines(prepared, profile, seed, cache)
+    grid = hparam_grid(prepared, profile, cache) if hparams else []
+    return AblationResult(prepared.dataset.name, profile.name, runs, grid)
+
+
+# ---------------------------------------------------------------------------
+# Tables
+# ---------------------------------------------------------------------------
+
+
+def long_frame(runs: list[dict[str, Any]]) -> pd.DataFrame:
+    """One row per method, seed, task, protocol and metric."""
+    rows = [{"method": r["method"], "family": r["family"], "seed": r["seed"], "task": task, "protocol": protocol,
+             "metric": metric, "value": value}
+            for r in runs for task, by_p in r["metrics"].items() for protocol, row in by_p.items()
+            for metric, value in row.items()]
+    return pd.DataFrame(rows)
+
+
+def summary_frame(runs: list[dict[str, Any]], protocol: str = "sampled") -> pd.DataFrame:
+    """Mean, standard deviation (ddof=1; NaN for one seed) and seed count per method, task and metric."""
+    df = long_frame(runs)
+    df = df[df.protocol == protocol]
+    grouped = df.groupby(["method", "family", "task", "metric"], sort=False)["value"]
+    return grouped.agg(mean="mean", std="std", seeds="count").reset_index()
+
+
+def paper_table(runs: list[dict[str, Any]], protocol: str = "sampled") -> pd.DataFrame:
+    """The paper's layout: one row per method, (task, metric) columns, ``mean ± std`` cells."""
+    s = summary_frame(runs, protocol)
+    s["cell"] = [f"{m:.4f}" if np.isnan(sd) else f"{m:.4f} ± {sd:.4f}" for m, sd in zip(s["mean"], s["std"])]
+    table = s.pivot_table(index="method", columns=["task", "metric"], values="cell", aggfunc="first", sort=False)
+    order = [m for m in LABELS if m in table.index]
+    table = table.loc[order]
+    table.index = [LABELS[m] for m in order]
+    metrics = ["HR@1", "HR@5", "HR@10", "NDCG@5", "NDCG@10"]
+    return table[[(t, m) for t in ("rec", "search") for m in metrics if (t, m) in table.columns]]
+
+
+def pareto_front(points: dict[str, tuple[float, float]]) -> set[str]:
+    """Methods no other method dominates (>= on both scores and > on one); exercise 6.1 rebuilds it."""
+    def dominates(p: tuple[float, float], q: tuple[float, float]) -> bool:
+        return p[0] >= q[0] and p[1] >= q[1] and p != q
+
+    return {m for m, p in points.items() if not any(dominates(q, p) for n, q in points.items() if n != m)}
+
+
+def collision_frame(runs: list[dict[str, Any]]) -> pd.DataFrame:
+    """Collision rates before/after handling of each variant's identifiers (first seed of each method)."""
+    seen, rows = set(), []
+    for r in runs:
+        if r["family"] == "generative" and r["method"] in IDENTIFIER_VARIANTS and r["method"] not in seen:
+            seen.add(r["method"])
+            rows += r["collisions"]
+    return pd.DataFrame(rows, columns=["method", "identifier", "before", "after"])
+
+
+# ---------------------------------------------------------------------------
+# Figures (each returns the figure and the data behind it)
+# ---------------------------------------------------------------------------
+
+
+def plot_tradeoff(runs: list[dict[str, Any]], protocol: str = "sampled", metric: str = "NDCG@10"
+                  ) -> tuple[plt.Figure, pd.DataFrame]:
+    """Fig. 1: each method's search performance against its recommendation performance."""
+    s = summary_frame(runs, protocol)
+    s = s[s.metric == metric]
+    rec, search = (s[s.task == t].drop(columns=["task", "metric", "seeds"]) for t in ("rec", "search"))
+    data = rec.merge(search, on=["method", "family"], suffixes=("_rec", "_search"))
+    data = data.rename(columns={"mean_rec": "rec_mean", "std_rec": "rec_std", "mean_search": "search_mean",
+                                "std_search": "search_std"}).reset_index(drop=True)
+    fig, ax = plt.subplots(figsize=(7, 5))
+    for family, marker in (("generative", "o"), ("baseline", "s")):
+        part = data[data.family == family]
+        ax.errorbar(part.rec_mean, part.search_mean, xerr=part.rec_std.fillna(0), yerr=part.search_std.fillna(0),
+                    fmt=marker, capsize=3, label=family)
+        for row in part.itertuples():
+            ax.annotate(LABELS.get(row.method, row.method), (row.rec_mean, row.search_mean), fontsize=8,
+                        xytext=(4, 4), textcoords="offset points")
+    ax.set(xlabel=f"recommendation {metric} ({protocol})", ylabel=f"search {metric} ({protocol})",
+           title="Search vs recommendation (paper Fig. 1)")
+    ax.legend()
+    return fig, data
+
+
+def plot_variants(runs: list[dict[str, Any]], protocol: str = "sampled", metric: str = "NDCG@10"
+                  ) -> tuple[plt.Figure, pd.DataFrame]:
+    """Fig. 4: each identifier variant on both tasks (mean and std over seeds)."""
+    s = summary_frame(runs, protocol)
+    data = s[(s.metric == metric) & s.method.isin(IDENTIFIER_VARIANTS)].reset_index(drop=True)
+    order = [m for m in IDENTIFIER_VARIANTS if m in set(data.method)]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=False)
+    for ax, task in zip(axes, ("rec", "search")):
+        part = data[data.task == task].set_index("method").loc[order]
+        ax.bar(range(len(order)), part["mean"], yerr=part["std"].fillna(0), capsize=3,
+               color=[f"C{i}" for i in range(len(order))])
+        ax.set_xticks(range(len(order)), [LABELS[m] for m in order], rotation=35, ha="right", fontsize=8)
+        ax.set(title=f"{'recommendation' if task == 'rec' else 'search'}", ylabel=f"{metric} ({protocol})")
+    fig.suptitle("Identifier variants on both tasks (paper Fig. 4)")
+    return fig, data
+
+
+def plot_collisions(frame: pd.DataFrame) -> tuple[plt.Figure, pd.DataFrame]:
+    """Fig. 5: collision rate of each variant's semantic and collaborative IDs, before and after handling."""
+    data = frame.melt(id_vars=["method", "identifier"], value_vars=["before", "after"], var_name="stage",
+                      value_name="collision_rate")
+    data["label"] = [f"{LABELS[m]}\n{i} ID" for m, i in zip(data.method, data.identifier)]
+    fig, ax = plt.subplots(figsize=(10, 4))
+    labels = list(dict.fromkeys(data.label))
+    x = np.arange(len(labels))
+    for j, stage in enumerate(("before", "after")):
+        vals = data[data.stage == stage].set_index("label").loc[labels, "collision_rate"]
+        ax.bar(x + (j - 0.5) * 0.4, vals * 100, width=0.4, label=f"{stage} handling")
+    ax.set_xticks(x, labels, rotation=40, ha="right", fontsize=7)
+    ax.set(ylabel="items sharing their ID (%)", title="Collision rates of the identifier variants (paper Fig. 5)")
+    ax.legend()
+    return fig, data
+
+
+def plot_hparams(rows: list[dict[str, Any]]) -> tuple[plt.Figure, pd.DataFrame]:
+    """Hyper-parameters: collision rate (before handling) against codebook size per shared/specific split."""
+    data = pd.DataFrame(rows)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
+    for ax, name in zip(axes, ("semantic", "collaborative")):
+        for (shared, specific), part in data[data.identifier == name].groupby(["shared_levels", "specific_levels"]):
+            ax.plot(part.codebook_size, part.before * 100, marker="o", label=f"{shared} shared + {specific} specific")
+        ax.set_xscale("log", base=2)
+        ax.set(xlabel="codebook size", ylabel="collisions before handling (%)", title=f"{name} ID")
+    axes[0].legend(fontsize=8)
+    fig.suptitle("Shared vs specific levels and codebook size (paper hyper-parameter study, identifier level)")
+    return fig, data
+
+
+FIGURES: dict[str, Callable[[AblationResult], tuple[plt.Figure, pd.DataFrame]]] = {
+    "fig1_tradeoff": lambda r: plot_tradeoff(r.runs),
+    "fig4_identifier_variants": lambda r: plot_variants(r.runs),
+    "fig5_collision_rates": lambda r: plot_collisions(collision_frame(r.runs)),
+    "hparam_levels_codebook": lambda r: plot_hparams(r.hparams),
+}
+
+
+def write_ablation(out: str | Path, result: AblationResult) -> list[Path]:
+    """``ablation.json`` and every figure (PNG + CSV) under ``out/figures``, each written atomically."""
+    from gensar_lib.plots import save_fig
+
+    out = Path(out)
+    paths = [write_json(out / "ablation.json", result.as_dict())]
+    for name, draw in FIGURES.items():
+        if name == "hparam_levels_codebook" and not result.hparams:
+            continue
+        fig, data = draw(result)
+        paths.append(save_fig(fig, NOTEBOOK, name, data, root=out / "figures"))
+        plt.close(fig)
+    return paths

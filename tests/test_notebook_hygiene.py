@@ -1,0 +1,193 @@
+"""House rules of the notebooks, checked on the files themselves (nothing is executed).
+
+Policy:
+
+* **Committed without outputs.** The instructor notebooks ``notebooks/NN_name.ipynb`` are the single
+  source and are committed with no outputs and no execution counts (``make run`` writes executed
+  copies to ``notebooks/executed/``, which is not committed; ``make student`` derives the student
+  copies). Any other notebook in the repository must either be clean too or have been executed top
+  to bottom in one kernel (execution counts 1, 2, 3, ... over its code cells).
+* Every notebook has a ``parameters``-tagged first code cell that reads ``GENSAR_PROFILE``.
+* One plotting style: a notebook that uses matplotlib calls ``gensar_lib.plots.use_style()`` before
+  plotting and writes figures only through ``gensar_lib.plots.save_fig`` (PNG + the CSV behind it).
+* Every notebook opens with a markdown header (``# NN · title``, what you will learn, prerequisites,
+  runtime) and closes with a markdown footer (a summary and what to try next).
+* Files are named ``NN_name.ipynb`` with consecutive numbers from 00, and use the ``python3`` kernel.
+* Exercises: every ``solution`` cell is followed by its ``check`` cell.
+"""
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from gensar_lib.config import REPO_ROOT
+
+NOTEBOOKS = REPO_ROOT / "notebooks"
+NAME = re.compile(r"^(\d\d)_[a-z0-9]+(?:_[a-z0-9]+)*\.ipynb$")
+# folders that hold generated or third-party notebooks, never committed ones
+NOT_COMMITTED = {".venv", "build", "executed", "student", ".ipynb_checkpoints", "node_modules", ".git"}
+
+
+def _notebooks() -> list[Path]:
+    return sorted(NOTEBOOKS.glob("*.ipynb"))
+
+
+def _read(path: Path):
+    return nbformat.read(path, as_version=4)
+
+
+def _code(nb) -> list:
+    return [c for c in nb.cells if c.cell_type == "code"]
+
+
+def _tags(cell) -> list[str]:
+    return list(cell.get("metadata", {}).get("tags", []))
+
+
+def _without_comments(source: str) -> str:
+    """``source`` without its comment lines (a commented-out ``savefig`` is no violation)."""
+    return "\n".join(line for line in source.splitlines() if not line.lstrip().startswith("#"))
+
+
+@pytest.fixture(scope="module", params=[p.name for p in _notebooks()])
+def nb_path(request) -> Path:
+    return NOTEBOOKS / request.param
+
+
+def test_there_are_notebooks():
+    assert _notebooks(), f"no notebooks in {NOTEBOOKS}"
+
+
+# (a) ---------------------------------------------------------------- outputs and execution counts
+
+def _dirty_cells(nb) -> list[int]:
+    return [i for i, c in enumerate(nb.cells)
+            if c.cell_type == "code" and (c.get("outputs") or c.get("execution_count") is not None)]
+
+
+def test_committed_without_outputs(nb_path):
+    dirty = _dirty_cells(_read(nb_path))
+    assert not dirty, (
+        f"{nb_path.name}: cells {dirty} have outputs or execution counts; notebooks are committed "
+        f"without outputs (Kernel > Restart and clear outputs, or jupyter nbconvert --clear-output --inplace)"
+    )
+
+
+def _other_committed_notebooks() -> list[Path]:
+    found = []
+    for folder, subfolders, files in os.walk(REPO_ROOT):
+        subfolders[:] = [d for d in subfolders if d not in NOT_COMMITTED and not (
+            Path(folder) == REPO_ROOT and d == "data")]  # data/: datasets and the stage cache
+        if Path(folder) != NOTEBOOKS:
+            found += [Path(folder) / f for f in files if f.endswith(".ipynb")]
+    return sorted(found)
+
+
+def test_other_notebooks_clean_or_executed_in_order():
+    for path in _other_committed_notebooks():
+        nb = _read(path)
+        if not _dirty_cells(nb):
+            continue
+        counts = [c.get("execution_count") for c in _code(nb)]
+        assert counts == list(range(1, len(counts) + 1)), (
+            f"{path.relative_to(REPO_ROOT)}: execution counts {counts}; clear the outputs or run it top to bottom"
+        )
+
+
+# (b) ---------------------------------------------------------------- parameters cell
+
+def test_parameters_cell_reads_profile(nb_path):
+    nb = _read(nb_path)
+    tagged = [i for i, c in enumerate(nb.cells) if "parameters" in _tags(c)]
+    assert len(tagged) == 1, f"{nb_path.name}: {len(tagged)} cells tagged 'parameters'; want exactly one"
+    cell = nb.cells[tagged[0]]
+    assert cell.cell_type == "code" and cell is _code(nb)[0], \
+        f"{nb_path.name}: the 'parameters' cell must be the first code cell"
+    assert re.search(r"os\.environ(\.get\(|\[)\s*[\"']GENSAR_PROFILE[\"']", cell.source), \
+        f"{nb_path.name}: the 'parameters' cell must read GENSAR_PROFILE from the environment"
+
+
+# (c) ---------------------------------------------------------------- one plotting style
+
+def test_one_plotting_style(nb_path):
+    nb = _read(nb_path)
+    # cell index -> code without comment lines (markdown cells count as empty code)
+    sources = [_without_comments(c.source) if c.cell_type == "code" else "" for c in nb.cells]
+    joined = "\n".join(sources)
+    if not re.search(r"^\s*(import matplotlib|from matplotlib)", joined, re.MULTILINE):
+        return
+    name = nb_path.name
+    assert re.search(r"from gensar_lib\.plots import [^\n]*\buse_style\b", joined), \
+        f"{name}: imports matplotlib but not use_style from gensar_lib.plots"
+    style_cell = next((i for i, s in enumerate(sources) if re.search(r"^use_style\(\)", s, re.MULTILINE)), None)
+    assert style_cell is not None, f"{name}: imports matplotlib but never calls use_style()"
+    plotting = [i for i, s in enumerate(sources) if re.search(r"\bplt\.(subplots|figure|plot|imshow)\(", s)]
+    assert not plotting or style_cell <= plotting[0], f"{name}: plots before calling use_style()"
+    for i, source in enumerate(sources):
+        assert not re.search(r"\.savefig\(", source), \
+            f"{name}: cell {i} calls savefig directly; save figures with gensar_lib.plots.save_fig"
+        assert not re.search(r"\b(plt\.style\.use|sns\.set_theme|sns\.set|sns\.set_style|mpl\.rcParams\.update)\(",
+                             source), f"{name}: cell {i} changes the plotting style; use_style() sets it"
+    if plotting:
+        assert re.search(r"\bsave_fig\(", joined), f"{name}: draws figures but never saves one with save_fig"
+
+
+# (d) ---------------------------------------------------------------- header and footer
+
+def test_header(nb_path):
+    nb = _read(nb_path)
+    first = nb.cells[0]
+    number = nb_path.name[:2]
+    assert first.cell_type == "markdown", f"{nb_path.name}: the first cell must be the markdown header"
+    assert re.match(rf"# {number} · \S", first.source), \
+        f"{nb_path.name}: the header must start with the title '# {number} · ...'"
+    text = first.source
+    assert "You will learn" in text or re.search(r"learning", text, re.IGNORECASE), \
+        f"{nb_path.name}: the header must say what you will learn"
+    assert "Prerequisites" in text, f"{nb_path.name}: the header must list the prerequisites"
+    assert "Runtime" in text, f"{nb_path.name}: the header must give the runtime"
+
+
+def test_footer(nb_path):
+    nb = _read(nb_path)
+    last = nb.cells[-1]
+    assert last.cell_type == "markdown", f"{nb_path.name}: the last cell must be the markdown footer"
+    assert "Summary" in last.source, f"{nb_path.name}: the last cell must hold the Summary"
+    assert "What to try next" in last.source, f"{nb_path.name}: the last cell must say 'What to try next'"
+
+
+# (e) ---------------------------------------------------------------- names and numbering
+
+def test_names_and_consecutive_numbers():
+    names = [p.name for p in _notebooks()]
+    bad = [n for n in names if not NAME.match(n)]
+    assert not bad, f"notebooks not named NN_name.ipynb (lower case, digits, underscores): {bad}"
+    numbers = [int(n[:2]) for n in names]
+    assert numbers == list(range(len(numbers))), f"notebook numbers must run 00, 01, ... without gaps: {names}"
+
+
+# (f) ---------------------------------------------------------------- kernel
+
+def test_kernel_is_python3(nb_path):
+    spec = _read(nb_path).metadata.get("kernelspec", {})
+    assert spec.get("name") == "python3", f"{nb_path.name}: kernelspec {spec}; want name 'python3'"
+    assert spec.get("language", "python") == "python"
+
+
+# (g) ---------------------------------------------------------------- exercises
+
+def test_each_solution_has_its_check(nb_path):
+    nb = _read(nb_path)
+    cells = nb.cells
+    for i, cell in enumerate(cells):
+        if "solution" not in _tags(cell):
+            continue
+        following = next((c for c in cells[i + 1:] if c.cell_type == "code"), None)
+        assert following is not None and "check" in _tags(following), \
+            f"{nb_path.name}, cell {i}: a solution cell must be followed by a code cell tagged 'check'"
+        assert re.search(r"\bchecks\.check_\w+\(", following.source), \
+            f"{nb_path.name}, cell {i}: its check cell must call checks.check_<name>(...)"
