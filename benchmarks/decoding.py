@@ -2,30 +2,40 @@
 
 Run from the repository root with no arguments::
 
-    .venv/bin/python benchmarks/decoding.py
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/decoding.py
 
-Two settings, beam 30, the same model and inputs for both implementations:
+Model and data (:func:`benchmark_setup`): the trained T5 of the pipeline
+(``gensar_lib.pipeline.train_generative``), profile ``tiny`` trained briefly
+(2 epochs over a seeded sample of 5,000 instructions), on the Amazon Office
+data when ``../shared/data/amazon-office`` exists beside the checkout, the
+synthetic world otherwise. Every stage is cached in ``data/cache`` (the
+default ``ArtifactCache()``): the first run builds the data, embeddings,
+RQ-VAE identifiers and the model (a few minutes on 1-2 cores), later runs
+reuse them and take well under a minute. The queries are the evaluation
+prompts of the first 64 recommendation test cases; the items are decoded as
+their collaborative identifiers; candidate lists are the test candidate rows.
+The script prints which model, data and cache folder it used.
+
+Two settings, beam 30, top-10, the same model and inputs for both paths:
 
 * candidates -- each query may only decode the items of its own 100-item list
   (the paper's protocol);
 * full       -- the full catalogue.
 
-For each, both paths run (best of ``REPEATS`` timings, after one warm-up),
-the results are checked to agree (same top-10 items, scores within 1e-4),
-and the per-query times are printed. The last line is exactly
-``speedup: <ratio>``: the prefix-function path's time over ours, the smaller
-of the two settings' ratios.
-
-The model comes from :func:`benchmark_setup` only. For now it is a randomly
-initialised T5 the size of the "small" profile; the lead will later switch
-``benchmark_setup()`` to the trained model from the pipeline. Nothing else in
-this script depends on where the model comes from.
+For each, both paths run after one warm-up (best of ``REPEATS_OURS`` wall
+times for ours, ``REPEATS_REF`` for the reference; the best process CPU
+times are printed too, which a busy shared machine disturbs less), the
+results are checked to agree (same top-10 items, scores within 1e-4), and the
+per-query times are printed. The last line is exactly ``speedup: <ratio>``:
+the prefix-function path's wall time over ours, the smaller of the two
+settings' ratios.
 """
 from __future__ import annotations
 
 import os
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -37,68 +47,85 @@ from gensar_lib.decoding import ItemTrie, constrained_beam_search, generate_refe
 
 BEAM = 30
 TOP = 10
-N_CANDIDATES = 100
-REPEATS = 2
+REPEATS_OURS = 5
+REPEATS_REF = 3
 SCORE_TOL = 1e-4
 # One intra-op thread by default: on a small shared machine two OpenMP threads fighting other
 # processes make every small op tens of times slower and the timings meaningless.
 THREADS = int(os.environ.get("BENCH_THREADS", "1"))
 
 
-def benchmark_setup(seed: int = 0):
-    """(model, inputs, codes, behaviour token, candidates) for the benchmark.
+OFFICE_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "amazon-office"
+N_QUERIES = 64
+TASK = "rec"  # next-item recommendation: collaborative identifiers, <rec_item>
 
-    A random T5 of the small profile's size (d_model 128, d_ff 512, 2 + 2
-    layers, 4 heads) over ~2,000 text tokens plus 256 identifier tokens;
-    2,420 items (the Office catalogue size) with 4-token IDs (two shared
-    levels of 64 codes, two specific levels of 64); 64 queries of 48 to 64
-    tokens (right-padded); 100 candidate items per query.
 
-    The lead will later switch this function to the trained model (and its
-    codes, inputs and candidate lists) from the pipeline; keep the same return
-    value and nothing else needs to change.
-    """
-    from transformers import T5Config, T5ForConditionalGeneration
+def benchmark_profile():
+    """The tiny profile, trained briefly so that a cold build takes a few minutes on 1-2 cores."""
+    from gensar_lib.config import load_profile
 
-    rng = np.random.default_rng(seed)
-    torch.manual_seed(seed)
-    n_special, n_text, n_levels, n_codes = 5, 2000, 4, 64  # <pad> </s> <unk> <rec_item> <src_item>
-    behaviour = 3
-    id_base = n_special + n_text
-    vocab = id_base + n_levels * n_codes
-    config = T5Config(
-        vocab_size=vocab, d_model=128, d_ff=512, d_kv=32, num_heads=4, num_layers=2, num_decoder_layers=2,
-        dropout_rate=0.0, decoder_start_token_id=0, pad_token_id=0, eos_token_id=1,
+    tiny = load_profile("tiny")
+    return replace(
+        tiny,
+        train=replace(tiny.train, epochs=2, max_instances=5000),
+        eval=replace(tiny.eval, max_eval_users=20),
     )
-    model = T5ForConditionalGeneration(config).eval()
-
-    n_items = 2420
-    seen: set[tuple[int, ...]] = set()
-    rows = []
-    while len(rows) < n_items:
-        code = tuple(int(id_base + level * n_codes + rng.integers(n_codes)) for level in range(n_levels))
-        if code not in seen:
-            seen.add(code)
-            rows.append(code)
-    codes = np.array(rows, dtype=np.int64)
-
-    n_queries, max_len = 64, 64
-    input_ids = torch.from_numpy(rng.integers(n_special, n_special + n_text, size=(n_queries, max_len)))
-    lengths = rng.integers(48, max_len + 1, size=n_queries)
-    attention_mask = (torch.arange(max_len)[None, :] < torch.from_numpy(lengths)[:, None]).long()
-    input_ids = input_ids * attention_mask  # pad id 0
-    input_ids[torch.arange(n_queries), torch.from_numpy(lengths) - 1] = 1  # </s> ends each input
-    candidates = np.stack([rng.choice(n_items, N_CANDIDATES, replace=False) for _ in range(n_queries)])
-    return model, {"input_ids": input_ids, "attention_mask": attention_mask}, codes, behaviour, candidates
 
 
-def _best_time(fn, repeats: int = REPEATS):
-    result, best = None, float("inf")
+def benchmark_setup():
+    """(model, inputs, codes, behaviour token, candidates, description) for the benchmark.
+
+    The trained T5 of the pipeline (``gensar_lib.pipeline.train_generative``
+    with the default ``ArtifactCache()``, so it lives in ``data/cache`` and a
+    second run reuses it), on the Amazon Office data when it is found beside
+    the checkout (``../shared/data/amazon-office``), the synthetic world
+    otherwise. Profile: ``tiny`` with 2 epochs over a seeded sample of 5,000
+    instructions and 20 validation users (:func:`benchmark_profile`). The
+    queries are the evaluation prompts (``evaluation_instructions``) of the
+    first ``N_QUERIES`` recommendation test cases; their candidate lists are
+    the matching rows of ``prepared.candidates["test"]``; the codes are the
+    collaborative identifiers (``GenerativeModel.codes("rec")``).
+    """
+    from gensar_lib.data.pipeline import prepare_data
+    from gensar_lib.instructions import evaluation_instructions
+    from gensar_lib.pipeline import all_identifiers, train_generative
+
+    profile = benchmark_profile()
+    spec = str(OFFICE_DIR) if (OFFICE_DIR / "Office.item.json").exists() else "synthetic"
+    prepared = prepare_data(spec, profile)
+    ids = all_identifiers(prepared, profile, kinds=("gensar",), progress=False)["gensar"].ids
+    gen = train_generative(prepared, ids, profile, progress=False)
+    rows = [i for i, c in enumerate(prepared.split.test) if c.task == TASK][:N_QUERIES]
+    cases = [prepared.split.test[i] for i in rows]
+    sources = [ins.source for ins in evaluation_instructions(cases, ids, profile.train.history_length)]
+    enc = gen.tokenizer(sources, return_tensors="pt", padding=True, truncation=True,
+                        max_length=profile.train.max_source_length)
+    candidates = prepared.candidates["test"][rows]
+    codes = gen.codes(TASK)
+    data = "Amazon Office (" + spec + ")" if spec != "synthetic" else "the synthetic world (no Office data found)"
+    history = gen.history[-1] if gen.history else {}
+    description = (
+        f"model: trained T5 from gensar_lib.pipeline.train_generative, profile {profile.name!r} "
+        f"(epochs {profile.train.epochs}, max_instances {profile.train.max_instances}; d_model "
+        f"{gen.model.config.d_model}, {gen.model.config.num_layers}+{gen.model.config.num_decoder_layers} layers, "
+        f"vocab {gen.model.config.vocab_size}), cached at {gen.folder}\n"
+        f"data: {data}; {len(rows)} recommendation test prompts (up to {enc['input_ids'].shape[1]} tokens), "
+        f"collaborative IDs of {codes.shape[1]} tokens for {len(codes)} items, "
+        f"{candidates.shape[1]}-candidate test lists"
+    )
+    inputs = {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
+    return gen.model, inputs, codes, gen.behaviour_token(TASK), candidates, description
+
+
+def _best_time(fn, repeats: int):
+    """(last result, best wall time, best process CPU time) over ``repeats`` calls."""
+    result, wall, cpu = None, float("inf"), float("inf")
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         result = fn()
-        best = min(best, time.perf_counter() - t0)
-    return result, best
+        wall = min(wall, time.perf_counter() - t0)
+        cpu = min(cpu, time.process_time() - c0)
+    return result, wall, cpu
 
 
 def _agreement(ours, ref, top: int = TOP, tol: float = SCORE_TOL) -> tuple[int, float]:
@@ -123,9 +150,15 @@ def _agreement(ours, ref, top: int = TOP, tol: float = SCORE_TOL) -> tuple[int, 
 
 
 def main() -> int:
-    torch.set_grad_enabled(False)
     torch.set_num_threads(THREADS)
-    model, batch, codes, behaviour, candidates = benchmark_setup()
+    t0 = time.perf_counter()
+    model, batch, codes, behaviour, candidates, description = benchmark_setup()  # may train: needs autograd
+    torch.set_grad_enabled(False)
+    print(description)
+    from gensar_lib.artifacts import ArtifactCache
+
+    print(f"setup (data, identifiers, trained model; cached under {ArtifactCache().root}): "
+          f"{time.perf_counter() - t0:.1f} s")
     n_queries = len(batch["input_ids"])
     print(f"torch threads: {torch.get_num_threads()} (BENCH_THREADS); {n_queries} queries, {len(codes)} items, "
           f"beam {BEAM}, vocab {model.config.vocab_size}")
@@ -135,26 +168,31 @@ def main() -> int:
     for name, cands in [("candidates", candidates), ("full", None)]:
         def ours(impl="auto"):
             return constrained_beam_search(model, batch["input_ids"], batch["attention_mask"], trie, behaviour,
-                                           BEAM, candidates=cands, impl=impl)
+                                           BEAM, top_k=TOP, candidates=cands, impl=impl)
 
         def ref():
             return generate_reference(model, batch["input_ids"], batch["attention_mask"], trie, behaviour,
-                                      BEAM, candidates=cands)
+                                      BEAM, top_k=TOP, candidates=cands)
 
         ours()  # warm-up
-        res_ours, t_ours = _best_time(ours)
-        res_hf, t_hf = _best_time(lambda: ours("hf"))
-        res_ref, t_ref = _best_time(ref)
+        res_ours, t_ours, c_ours = _best_time(ours, REPEATS_OURS)
+        res_hf, t_hf, c_hf = _best_time(lambda: ours("hf"), REPEATS_REF)
+        res_ref, t_ref, c_ref = _best_time(ref, REPEATS_REF)
         differ, gap = _agreement(res_ours, res_ref)
         differ_hf, gap_hf = _agreement(res_hf, res_ref)
         all_agree &= differ == 0 and gap <= SCORE_TOL and differ_hf == 0 and gap_hf <= SCORE_TOL
         ratios[name] = t_ref / t_ours
-        label = f"{N_CANDIDATES}-candidate lists" if cands is not None else "full catalogue"
-        print(f"[{name}] {label}: generate(prefix_allowed_tokens_fn) {1000 * t_ref / n_queries:.2f} ms/query, "
-              f"constrained_beam_search {1000 * t_ours / n_queries:.2f} ms/query, x{ratios[name]:.1f}; "
-              f"top-{TOP} differs on {differ}/{n_queries} queries, max score gap {gap:.2e}")
-        print(f"[{name}]   (same search through the model's forward + EncoderDecoderCache: "
-              f"{1000 * t_hf / n_queries:.2f} ms/query, x{t_ref / t_hf:.1f}; top-{TOP} differs on {differ_hf}, "
+        label = f"{cands.shape[1]}-candidate lists" if cands is not None else "full catalogue"
+
+        def ms(seconds: float) -> str:
+            return f"{1000 * seconds / n_queries:.2f}"
+
+        print(f"[{name}] {label}: generate(prefix_allowed_tokens_fn) {ms(t_ref)} ms/query (CPU {ms(c_ref)}), "
+              f"constrained_beam_search {ms(t_ours)} ms/query (CPU {ms(c_ours)}), x{ratios[name]:.1f} "
+              f"(CPU x{c_ref / c_ours:.1f}); top-{TOP} differs on {differ}/{n_queries} queries, "
+              f"max score gap {gap:.2e}")
+        print(f"[{name}]   (same search through the model's forward + EncoderDecoderCache, impl='hf': "
+              f"{ms(t_hf)} ms/query (CPU {ms(c_hf)}), x{t_ref / t_hf:.1f}; top-{TOP} differs on {differ_hf}, "
               f"max score gap {gap_hf:.2e})")
     if not all_agree:
         print("WARNING: the two implementations disagree")

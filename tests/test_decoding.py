@@ -280,3 +280,83 @@ def test_bad_arguments_are_rejected(model, world):
         constrained_beam_search(model, ids, mask, codes, REC, 3, candidates=cands[:2])
     with pytest.raises(ValueError):
         ItemTrie(np.zeros((0, 3), dtype=int))
+
+
+# ---------------------------------------------------------------------------
+# The fast path's pieces against the model's own modules
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("variant", ["tied-relu", "untied-gated"])
+def test_hand_written_encoder_matches_the_module(world, variant):
+    from gensar_lib.decoding import _is_plain_t5_encoder, _t5_encode
+
+    _, ids, mask, _ = world
+    m = tiny_t5(3, variant, init=0.5 if variant == "untied-gated" else 2.0)
+    assert _is_plain_t5_encoder(m.get_encoder())
+    mask = mask.clone()
+    mask[1, :] = 0  # a row with nothing to attend to keeps every column, as in the module
+    with torch.no_grad():
+        want = m.get_encoder()(input_ids=ids, attention_mask=mask).last_hidden_state
+        for chunk in (1, 2, 16):  # chunks of different lengths, cut to their longest input
+            got = _t5_encode(m, ids, mask, chunk=chunk)
+            valid = mask.bool()
+            valid[1, :] = True
+            torch.testing.assert_close(got[valid], want[valid], atol=1e-5, rtol=1e-5)
+            assert torch.isfinite(got).all()
+
+
+def _count_final_passes(monkeypatch):
+    import gensar_lib.decoding as dec_mod
+
+    calls = []
+    original = dec_mod._T5StepDecoder.log_probs
+
+    def counting(self, tokens, columns, **step):
+        if step.get("commit") is False:
+            calls.append((len(tokens), step.get("groups") is not None))
+        return original(self, tokens, columns, **step)
+
+    monkeypatch.setattr(dec_mod._T5StepDecoder, "log_probs", counting)
+    return calls
+
+
+@pytest.mark.parametrize("mode", ["full", "candidates"])
+def test_pruned_final_step_is_exact(model, mode, monkeypatch):
+    """top_k < beam: </s> is decoded only for hypotheses that can still reach the top k; the result equals
+    decoding </s> for every beam (and generate), including when a second pass is needed."""
+    rng = np.random.default_rng(7)
+    codes = random_codes(rng, 60, 3)
+    ids, mask = random_inputs(rng, 6)
+    cands = random_candidates(rng, 6, len(codes), 20, pad=3) if mode == "candidates" else None
+    beam = 8
+    calls = _count_final_passes(monkeypatch)
+    for top_k in (1, 3, 5):
+        calls.clear()
+        ours = constrained_beam_search(model, ids, mask, codes, REC, beam, top_k=top_k, candidates=cands)
+        assert calls and calls[0][0] == len(ids) * top_k, "the first pass decodes </s> for top_k beams only"
+        monkeypatch.undo()
+        full = constrained_beam_search(model, ids, mask, codes, REC, beam, candidates=cands)  # no pruning
+        ref = generate_reference(model, ids, mask, codes, REC, beam, top_k=top_k, candidates=cands)
+        calls = _count_final_passes(monkeypatch)
+        np.testing.assert_array_equal(ours.items, full.items[:, :top_k])
+        np.testing.assert_allclose(ours.log_likelihoods, full.log_likelihoods[:, :top_k], atol=1e-5)
+        np.testing.assert_array_equal(ours.items, ref.items)
+        np.testing.assert_allclose(ours.scores, ref.scores, atol=1e-4)
+    # a random model's </s> probabilities are far from 1: some examples needed the second pass
+    calls.clear()
+    constrained_beam_search(model, ids, mask, codes, REC, beam, top_k=1, candidates=cands)
+    assert any(second for _, second in calls)
+
+
+def test_decoder_chunks_give_the_same_result(model, world, monkeypatch):
+    import functools
+
+    import gensar_lib.decoding as dec_mod
+
+    codes, ids, mask, cands = world
+    want = constrained_beam_search(model, ids, mask, codes, REC, 6, top_k=4, candidates=cands)
+    monkeypatch.setattr(dec_mod, "_T5StepDecoder", functools.partial(dec_mod._T5StepDecoder, chunk_rows=7))
+    got = constrained_beam_search(model, ids, mask, codes, REC, 6, top_k=4, candidates=cands)
+    np.testing.assert_array_equal(got.items, want.items)
+    np.testing.assert_allclose(got.log_likelihoods, want.log_likelihoods, atol=1e-5)
