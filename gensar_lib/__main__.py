@@ -52,6 +52,9 @@ def _train(args: argparse.Namespace) -> None:
 def _ablation(args: argparse.Namespace) -> None:
     from gensar_lib.ablation import paper_table, run_ablation, write_ablation
     from gensar_lib.data.pipeline import prepare_data
+    from gensar_lib.plots import use_style
+
+    use_style()  # the notebooks' plotting style for the figure files
 
     profile = load_profile(args.profile)
     prepared = prepare_data(args.dataset, profile)
