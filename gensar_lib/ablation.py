@@ -107,13 +107,12 @@ class VariantIdentifiers:
     collisions: list[dict]
 
 
-def _handling_rows(method: str, res: Identifiers, task_ids: dict[str, str]) -> list[dict]:
+def _handling_rows(method: str, res: Identifiers, names: tuple[str, ...]) -> list[dict]:
+    """Collisions before/after handling of the named IDs (a single RQ-VAE has one report for both)."""
     handling = res.stats["handling"]
-    rows = []
-    for id_name, report_key in task_ids.items():
-        rep = handling[report_key] if res.kind == "gensar" else handling
-        rows.append({"method": method, "identifier": id_name, "before": rep["before"], "after": rep["after"]})
-    return rows
+    reports = {name: handling[name] if res.kind == "gensar" else handling for name in names}
+    return [{"method": method, "identifier": name, "before": rep["before"], "after": rep["after"]}
+            for name, rep in reports.items()]
 
 
 def variant_identifiers(method: str, prepared: PreparedData, profile: Profile, cache: ArtifactCache | None = None,
@@ -125,17 +124,17 @@ def variant_identifiers(method: str, prepared: PreparedData, profile: Profile, c
         q = profile.quantize
         ids = random_identifiers(prepared.dataset.n_items, q.shared_levels + q.specific_levels, q.codebook_size,
                                  profile.seed, [it.id for it in prepared.dataset.items])
-        rows = [{"method": method, "identifier": name, "before": collision_rate(ids.semantic), "after":
-                 collision_rate(ids.semantic)} for name in ("semantic", "collaborative")]
+        rate = collision_rate(ids.semantic)  # one ID for both tasks, nothing to handle
+        rows = [{"method": method, "identifier": name, "before": rate, "after": rate}
+                for name in ("semantic", "collaborative")]
         return VariantIdentifiers(ids, rows)
     if variant == "separate":
         res = all_identifiers(prepared, profile, ("semantic", "collaborative"), cache=cache, progress=progress)
-        rows = (_handling_rows(method, res["semantic"], {"semantic": "semantic"})
-                + _handling_rows(method, res["collaborative"], {"collaborative": "collaborative"}))
+        rows = (_handling_rows(method, res["semantic"], ("semantic",))
+                + _handling_rows(method, res["collaborative"], ("collaborative",)))
         return VariantIdentifiers(separate_identifiers(res["semantic"].ids, res["collaborative"].ids), rows)
     res = all_identifiers(prepared, profile, (variant,), cache=cache, progress=progress)[variant]
-    return VariantIdentifiers(res.ids, _handling_rows(method, res, {"semantic": "semantic",
-                                                                    "collaborative": "collaborative"}))
+    return VariantIdentifiers(res.ids, _handling_rows(method, res, ("semantic", "collaborative")))
 
 
 # ---------------------------------------------------------------------------
