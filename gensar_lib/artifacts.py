@@ -20,6 +20,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
+from filelock import FileLock
+
 from gensar_lib.config import cache_dir, fingerprint
 
 T = TypeVar("T")
@@ -101,17 +103,22 @@ class ArtifactCache:
         if self.exists(stage, key):
             return final
         final.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=final.parent))
-        try:
-            builder(tmp)
-            manifest = {"stage": stage, "key": key, "inputs": list(inputs), "created": time.time()}
-            write_json(tmp / MANIFEST, manifest)
-            if final.exists():  # a half-built folder from an older crash, or a concurrent build
-                shutil.rmtree(final)
-            os.replace(tmp, final)
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp)
+        lock = self.root / ".locks" / stage / f"{key}.lock"  # apart, so a stage folder holds artifacts only
+        lock.parent.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(lock)):  # one process builds a key; another waits, then reads it
+            if self.exists(stage, key):
+                return final
+            tmp = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=final.parent))
+            try:
+                builder(tmp)
+                manifest = {"stage": stage, "key": key, "inputs": list(inputs), "created": time.time()}
+                write_json(tmp / MANIFEST, manifest)
+                if final.exists():  # a half-built folder from an older crash
+                    shutil.rmtree(final)
+                os.replace(tmp, final)
+            finally:
+                if tmp.exists():
+                    shutil.rmtree(tmp)
         return final
 
     def cached(

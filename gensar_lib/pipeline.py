@@ -19,7 +19,6 @@ from typing import Literal
 
 import numpy as np
 import torch
-from filelock import FileLock
 
 from gensar_lib.artifacts import ArtifactCache, code_fingerprint, write_json
 from gensar_lib.config import Profile, fingerprint
@@ -359,10 +358,8 @@ def train_generative(
         shutil.copytree(result.best_dir, folder / "best")
         write_json(folder / "history.json", result.history)
 
-    work.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(work) + ".lock"):  # a second process with the same key waits, then loads the result
-        folder = cache.build("t5", config, build, inputs)
-        shutil.rmtree(work, ignore_errors=True)
+    folder = cache.build("t5", config, build, inputs)  # locked per key: one process trains, another waits
+    shutil.rmtree(work, ignore_errors=True)
     model, tokenizer = load_best(folder)
     history = json.loads((folder / "history.json").read_text())
     return GenerativeModel(model, tokenizer, ids, history, folder)

@@ -1,4 +1,6 @@
 """Artifact cache: keyed by config and inputs, atomic, never stale."""
+import time
+
 import pytest
 
 from gensar_lib.artifacts import ArtifactCache, atomic_path, code_fingerprint, write_json
@@ -63,3 +65,22 @@ def test_code_fingerprint_of_single_files(tmp_path):
     assert before != code_fingerprint(b)  # a file is hashed, not treated as an empty folder
     a.write_text("x = 2\n")
     assert code_fingerprint(a) != before
+
+
+def test_concurrent_builds_of_one_key_run_the_builder_once(tmp_path):
+    import threading
+
+    cache, calls = ArtifactCache(tmp_path), []
+
+    def builder(folder):
+        calls.append(1)
+        time.sleep(0.3)  # long enough for the other thread to arrive while this one builds
+        (folder / "v.txt").write_text("done")
+
+    threads = [threading.Thread(target=cache.build, args=("stage", {"a": 1}, builder)) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(calls) == 1
+    assert (cache.path("stage", cache.key("stage", {"a": 1})) / "v.txt").read_text() == "done"
