@@ -99,10 +99,18 @@ def _strip_tokens(texts: Iterable[str], tokens: Sequence[str]) -> Iterator[str]:
 
 
 def _unigram_backend(texts: Iterable[str], vocab_size: int) -> Any:
-    """A ``tokenizers.Tokenizer``: NFKC, Metaspace words, Unigram pieces, ``</s>`` appended."""
+    """A ``tokenizers.Tokenizer``: NFKC, Metaspace words, Unigram pieces, ``</s>`` appended.
+
+    The pieces come from ``tokenizers``' Unigram trainer, whose piece order and
+    scores vary from process to process (Rust hash-map order; up to about 0.008
+    in score here). :func:`_canonical_scores` then fixes the order and re-scores
+    the pieces deterministically, so one corpus gives one byte-identical
+    ``tokenizer.json`` in every process (notebook 05).
+    """
     from tokenizers import Regex, Tokenizer as RawTokenizer
     from tokenizers import decoders, models, normalizers, pre_tokenizers, processors, trainers
 
+    texts = list(texts)
     raw = RawTokenizer(models.Unigram())
     raw.normalizer = normalizers.Sequence([normalizers.NFKC(), normalizers.Replace(Regex(r"\s+"), " ")])
     raw.pre_tokenizer = pre_tokenizers.Metaspace()
@@ -115,11 +123,33 @@ def _unigram_backend(texts: Iterable[str], vocab_size: int) -> Any:
         show_progress=False,
     )
     raw.train_from_iterator(texts, trainer)
+    _canonical_scores(raw, texts, sorted(p for p in raw.get_vocab() if p not in T5_SPECIALS))
     eos_id = raw.token_to_id(EOS)
     raw.post_processor = processors.TemplateProcessing(
         single=f"$A {EOS}", pair=f"$A {EOS} $B {EOS}", special_tokens=[(EOS, eos_id)]
     )
     return raw
+
+
+def _canonical_scores(raw: Any, texts: list[str], pieces: list[str], rounds: int = 2) -> None:
+    """Give ``raw`` a Unigram model of the specials then ``pieces`` (sorted), scored by hard EM.
+
+    Starting from equal scores (fewest pieces per word), each round segments the
+    corpus with the current scores and sets every piece's score to its
+    add-one-smoothed log relative frequency. Integer counts in a fixed order make
+    the result the same in every process.
+    """
+    from tokenizers import models
+
+    specials = [(t, 0.0) for t in T5_SPECIALS]
+    raw.model = models.Unigram(specials + [(p, -1.0) for p in pieces], unk_id=2)
+    for _ in range(rounds):
+        ids = [i for enc in raw.encode_batch(texts, add_special_tokens=False) for i in enc.ids]
+        counts = np.bincount(np.asarray(ids, dtype=np.int64), minlength=len(specials) + len(pieces))
+        counts = counts[len(specials):]
+        log_total = math.log(int(counts.sum()) + len(pieces))
+        scores = [round(math.log(int(c) + 1) - log_total, 6) for c in counts]
+        raw.model = models.Unigram(specials + list(zip(pieces, scores)), unk_id=2)
 
 
 def add_special_tokens(tokenizer: Tokenizer, special_tokens: Sequence[str]) -> Tokenizer:

@@ -302,3 +302,28 @@ def test_pretrained_model_and_tokenizer_load_from_a_local_folder(tokenizer, tmp_
     enc = loaded_tok([PAIRS[0][0]], return_tensors="pt")
     labels = loaded_tok([rec_id(1)], return_tensors="pt")["input_ids"]
     assert torch.isfinite(model(**enc, labels=labels).loss)
+
+
+TOKENIZER_SCRIPT = """
+import sys
+from tests.test_generative import IDENTIFIERS, PAIRS, WORDS
+from gensar_lib.generative import train_tokenizer
+texts = [t for pair in PAIRS for t in pair] + WORDS * 3 + [f"item {i} costs {i * 7} dollars" for i in range(200)]
+tok = train_tokenizer(texts, vocab_size=150, special_tokens=IDENTIFIERS)
+sys.stdout.write(tok.backend_tokenizer.to_str())
+"""
+
+
+def test_tokenizer_is_byte_identical_across_processes():
+    """tokenizers' Unigram trainer orders and scores pieces differently per process; ours must not."""
+    import subprocess
+    import sys
+
+    from gensar_lib.config import REPO_ROOT
+
+    runs = [subprocess.run([sys.executable, "-c", TOKENIZER_SCRIPT], cwd=REPO_ROOT, capture_output=True,
+                           text=True, check=True).stdout for _ in range(3)]
+    assert runs[0] and runs[0] == runs[1] == runs[2]
+    vocab = json.loads(runs[0])["model"]["vocab"]
+    assert [p for p, _ in vocab[:3]] == ["<pad>", "</s>", "<unk>"]
+    assert [p for p, _ in vocab[3:]] == sorted(p for p, _ in vocab[3:])  # canonical order
