@@ -67,7 +67,7 @@ def benchmark_profile():
     tiny = load_profile("tiny")
     return replace(
         tiny,
-        train=replace(tiny.train, epochs=2, max_instances=5000),
+        train=replace(tiny.train, max_steps=300),  # about 2 epochs' worth of 5,000 examples
         eval=replace(tiny.eval, max_eval_users=20),
     )
 
@@ -79,8 +79,8 @@ def benchmark_setup():
     with the default ``ArtifactCache()``, so it lives in ``data/cache`` and a
     second run reuses it), on the Amazon Office data when it is found beside
     the checkout (``../shared/data/amazon-office``), the synthetic world
-    otherwise. Profile: ``tiny`` with 2 epochs over a seeded sample of 5,000
-    instructions and 20 validation users (:func:`benchmark_profile`). The
+    otherwise. Profile: ``tiny`` with a budget of 300 optimiser steps (batches of
+    32 drawn from all instructions) and 20 validation users (:func:`benchmark_profile`). The
     queries are the evaluation prompts (``evaluation_instructions``) of the
     first ``N_QUERIES`` recommendation test cases; their candidate lists are
     the matching rows of ``prepared.candidates["test"]``; the codes are the
@@ -106,7 +106,7 @@ def benchmark_setup():
     history = gen.history[-1] if gen.history else {}
     description = (
         f"model: trained T5 from gensar_lib.pipeline.train_generative, profile {profile.name!r} "
-        f"(epochs {profile.train.epochs}, max_instances {profile.train.max_instances}; d_model "
+        f"({profile.train.max_steps} steps of {profile.train.batch_size}; d_model "
         f"{gen.model.config.d_model}, {gen.model.config.num_layers}+{gen.model.config.num_decoder_layers} layers, "
         f"vocab {gen.model.config.vocab_size}), cached at {gen.folder}\n"
         f"data: {data}; {len(rows)} recommendation test prompts (up to {enc['input_ids'].shape[1]} tokens), "

@@ -145,8 +145,7 @@ def variant_identifiers(method: str, prepared: PreparedData, profile: Profile, c
 def run_profile(profile: Profile, seed: int) -> Profile:
     """The profile of one ablation run: its seed, and the ablation's training overrides."""
     ab, tr = profile.ablation, profile.train
-    train = replace(tr, epochs=ab.epochs or tr.epochs,
-                    max_instances=ab.max_instances if ab.max_instances is not None else tr.max_instances)
+    train = replace(tr, epochs=ab.epochs or tr.epochs, max_steps=ab.max_steps or tr.max_steps)
     return replace(profile, seed=seed, train=train)
 
 

@@ -119,7 +119,9 @@ class TrainConfig:
     lr: float = 3e-3
     warmup_ratio: float = 0.01
     history_length: int = 5
-    max_instances: int | None = 20000  # a seeded sample of the instructions when there are more (CPU budget)
+    max_steps: int | None = None  # the run's budget in optimiser steps (CPU profiles); None: ``epochs`` epochs
+    eval_every: int = 0  # steps between validations; 0: every epoch
+    length_window: int = 50  # batches per length-sorted window (0: plain shuffled batches)
     weight_decay: float = 1e-7  # official run script
     grad_clip: float = 1.0  # max gradient norm (Hugging Face Trainer default)
     max_source_length: int = 256  # longer prompts lose their oldest tokens
@@ -141,7 +143,7 @@ class AblationConfig:
     """The identifier ablation and baselines (notebook 06_identifier_ablation).
 
     ``headline`` methods are trained once per seed; the other methods for the first
-    ``other_seeds`` seeds only (CPU budget). ``epochs`` / ``max_instances`` override the
+    ``other_seeds`` seeds only (CPU budget). ``epochs`` / ``max_steps`` override the
     training config for every ablation run when set (``None``: as notebook 05).
     ``codebook_sizes`` x ``level_splits`` (shared, specific) is the hyper-parameter grid
     of the identifier figure.
@@ -152,7 +154,7 @@ class AblationConfig:
     headline: tuple[str, ...] = ("gensar", "semantic", "collaborative")
     other_seeds: int = 1
     epochs: int | None = None
-    max_instances: int | None = None
+    max_steps: int | None = None
     codebook_sizes: tuple[int, ...] = (8, 16, 32, 64)
     level_splits: tuple[tuple[int, int], ...] = ((1, 3), (2, 2), (3, 1))
 
@@ -183,7 +185,7 @@ def _tiny() -> Profile:
         quantize=QuantizeConfig(codebook_size=16, hidden_dims=(128,), epochs=30),
         model=ModelConfig(d_model=64, d_ff=256, num_layers=2, num_heads=2, d_kv=32, vocab_size=800,
                           dropout_rate=0.0),
-        train=TrainConfig(epochs=15, batch_size=32, lr=3e-3, history_length=3, max_instances=None),
+        train=TrainConfig(epochs=15, batch_size=32, lr=3e-3, history_length=3),
         eval=EvalConfig(beam_size=10, max_eval_users=100),
         ablation=AblationConfig(epochs=8),  # eight T5 runs in CI: about half of notebook 05's budget each
     )
@@ -211,7 +213,7 @@ def _paper() -> Profile:
             codebook_size=256, hidden_dims=(512, 256, 128), epochs=500, batch_size=1024
         ),
         model=ModelConfig(pretrained="t5-small"),
-        train=TrainConfig(epochs=200, batch_size=256, lr=1e-3, max_instances=None),
+        train=TrainConfig(epochs=200, batch_size=256, lr=1e-3),
         eval=EvalConfig(beam_size=30),
     )
 

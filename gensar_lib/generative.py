@@ -68,7 +68,7 @@ LABEL_IGNORE = -100  # label value that cross-entropy skips (padding)
 BEST, LAST = "best", "last"
 STATE_FILE = "training_state.pt"
 SUMMARY_FILE = "trainer_state.json"
-TIMING_KEYS = ("seconds", "samples_per_s")  # history entries that vary run to run
+TIMING_KEYS = ("seconds", "train_seconds", "samples_per_s")  # history entries that vary run to run
 # A fixed printable alphabet, so digits and punctuation never become <unk>.
 INITIAL_ALPHABET = [chr(c) for c in range(33, 127)]
 
@@ -365,6 +365,35 @@ def epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
     return torch.randperm(n, generator=generator)
 
 
+def epoch_batches(lengths: Sequence[int], batch_size: int, seed: int, epoch: int,
+                  window: int = 0) -> list[np.ndarray]:
+    """The batches (row indices) of one epoch over ALL examples: a function of (seed, epoch) only.
+
+    Every example appears exactly once per epoch, in a fresh seeded order. With
+    ``window > 0`` the order is cut into windows of ``window`` batches, each
+    window is sorted by source length (so a batch pads to nearly its own length
+    instead of the longest prompt of a random batch), and the batches are then
+    shuffled again, so lengths do not drift through the epoch (notebook 05).
+    """
+    order = epoch_order(len(lengths), seed, epoch).numpy()
+    if window > 0:
+        lengths = np.asarray(lengths)
+        span = window * batch_size
+        order = np.concatenate([
+            chunk[np.argsort(lengths[chunk], kind="stable")]
+            for chunk in (order[i:i + span] for i in range(0, len(order), span))
+        ])
+    batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+    if window > 0:
+        batches = [batches[i] for i in np.random.default_rng([seed, epoch]).permutation(len(batches))]
+    return batches
+
+
+def total_steps(cfg: TrainConfig, n_examples: int) -> int:
+    """Optimiser steps of a run: ``cfg.max_steps`` when set (the CPU profiles' budget), else whole epochs."""
+    return cfg.max_steps if cfg.max_steps else cfg.epochs * math.ceil(n_examples / cfg.batch_size)
+
+
 def pairs_fingerprint(pairs: Sequence[tuple[str, str]]) -> str:
     """A hash of the training pairs, so a checkpoint never resumes on other data."""
     digest = hashlib.sha256()
@@ -446,19 +475,22 @@ def _set_rng_state(state: dict[str, Any]) -> None:
 class TrainResult:
     """What :func:`train` did.
 
-    ``history`` has one dict per finished epoch: ``epoch`` (1-based),
-    ``step``, ``train_loss`` (mean batch loss), ``val_score`` (None without a
-    validate callback), ``lr``, ``best``, and the timing fields ``seconds`` and
-    ``samples_per_s`` (training only, without validation; these differ between
-    runs, see :data:`TIMING_KEYS`). ``step_losses`` has the loss of every step.
+    ``history`` has one dict per validation round (every ``cfg.eval_every``
+    steps, else every epoch): ``round`` (1-based), ``step``, ``epoch`` (epochs
+    of data seen, ``step / steps_per_epoch``), ``examples``, ``train_loss``
+    (mean batch loss of the round), ``val_score`` (None without a validate
+    callback), ``lr``, ``best``, and the timing fields ``seconds`` (the
+    round), ``train_seconds`` (cumulative) and ``samples_per_s`` (training
+    only, without validation; these differ between runs, see
+    :data:`TIMING_KEYS`). ``step_losses`` has the loss of every step.
     """
 
     out_dir: Path
     history: list[dict[str, Any]] = field(default_factory=list)
     step_losses: list[float] = field(default_factory=list)
     best_score: float | None = None
-    best_epoch: int | None = None
-    epochs_done: int = 0
+    best_epoch: float | None = None
+    best_step: int | None = None
     steps: int = 0
     finished: bool = False
     resumed_from_step: int | None = None
@@ -476,35 +508,46 @@ class TrainResult:
 class _Progress:
     """Everything besides weights/optimizer/scheduler that a resumed run needs."""
 
-    epoch: int = 0  # the epoch in progress (0-based)
-    batch: int = 0  # the next batch of that epoch
     step: int = 0  # optimiser steps taken in total
-    epoch_loss_sum: float = 0.0
-    epoch_batches: int = 0
-    epoch_samples: int = 0
-    epoch_seconds: float = 0.0
+    round: int = 0  # validation rounds finished
+    round_loss_sum: float = 0.0
+    round_batches: int = 0
+    round_samples: int = 0
+    round_seconds: float = 0.0
+    train_seconds: float = 0.0
+    examples: int = 0
     best_score: float | None = None
-    best_epoch: int | None = None
+    best_epoch: float | None = None
+    best_step: int | None = None
     history: list[dict[str, Any]] = field(default_factory=list)
     step_losses: list[float] = field(default_factory=list)
 
 
-def _run_signature(cfg: TrainConfig, seed: int, pairs: Sequence[tuple[str, str]], model: Any) -> dict:
+def tokenizer_fingerprint(tokenizer: Tokenizer) -> str:
+    """A hash of the tokenizer's full definition (pieces, scores, added tokens)."""
+    return hashlib.sha256(tokenizer.backend_tokenizer.to_str().encode()).hexdigest()[:16]
+
+
+def _run_signature(cfg: TrainConfig, seed: int, pairs: Sequence[tuple[str, str]], model: Any,
+                   tokenizer: Tokenizer) -> dict:
+    """What shapes the batches and the updates; a checkpoint resumes only under the same signature."""
     return {
         "train_config": as_dict(cfg),
         "seed": seed,
         "n_pairs": len(pairs),
         "pairs": pairs_fingerprint(pairs),
+        "tokenizer": tokenizer_fingerprint(tokenizer),
         "parameters": count_parameters(model),
+        "threads": torch.get_num_threads(),  # float rounding, hence the weights, depend on it
     }
 
 
-def _make_optimizer(model: Any, cfg: TrainConfig, total_steps: int) -> tuple[Any, Any]:
+def _make_optimizer(model: Any, cfg: TrainConfig, steps: int) -> tuple[Any, Any]:
     from transformers import get_cosine_schedule_with_warmup
 
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    warmup = math.ceil(cfg.warmup_ratio * total_steps)
-    return optimizer, get_cosine_schedule_with_warmup(optimizer, warmup, total_steps)
+    warmup = math.ceil(cfg.warmup_ratio * steps)
+    return optimizer, get_cosine_schedule_with_warmup(optimizer, warmup, steps)
 
 
 def _save_last(out_dir: Path, model: Any, optimizer: Any, scheduler: Any, progress: _Progress,
@@ -568,48 +611,53 @@ def _validate(model: Any, validate: Callable[[Any], float] | None) -> float | No
 
 
 def _is_better(score: float | None, best: float | None) -> bool:
-    """Strictly better (ties keep the earlier epoch); without validation every epoch is 'best'."""
+    """Strictly better (ties keep the earlier round); without validation every round is 'best'."""
     return score is None or best is None or score > best
 
 
-def _finish_epoch(progress: _Progress, score: float | None, lr: float, better: bool) -> dict[str, Any]:
-    """Close the epoch in ``progress``: append its history entry and reset the per-epoch sums."""
-    seconds = progress.epoch_seconds
+def _finish_round(progress: _Progress, score: float | None, lr: float, better: bool,
+                  steps_per_epoch: int) -> dict[str, Any]:
+    """Close the round in ``progress``: append its history entry and reset the per-round sums."""
+    seconds = progress.round_seconds
+    progress.round += 1
     entry = {
-        "epoch": progress.epoch + 1,
+        "round": progress.round,
         "step": progress.step,
-        "train_loss": progress.epoch_loss_sum / max(progress.epoch_batches, 1),
+        "epoch": round(progress.step / steps_per_epoch, 4),
+        "examples": progress.examples,
+        "train_loss": progress.round_loss_sum / max(progress.round_batches, 1),
         "val_score": score,
         "lr": lr,
         "best": better,
         "seconds": seconds,
-        "samples_per_s": progress.epoch_samples / seconds if seconds > 0 else float("nan"),
+        "train_seconds": progress.train_seconds,
+        "samples_per_s": progress.round_samples / seconds if seconds > 0 else float("nan"),
     }
     progress.history.append(entry)
     if better:
-        progress.best_score, progress.best_epoch = score, progress.epoch + 1
-    progress.epoch += 1
-    progress.batch = progress.epoch_batches = progress.epoch_samples = 0
-    progress.epoch_loss_sum = progress.epoch_seconds = 0.0
+        progress.best_score, progress.best_epoch, progress.best_step = score, entry["epoch"], progress.step
+    progress.round_batches = progress.round_samples = 0
+    progress.round_loss_sum = progress.round_seconds = 0.0
     return entry
 
 
-def _epoch_line(entry: dict[str, Any], epochs: int) -> str:
+def _round_line(entry: dict[str, Any], steps: int) -> str:
     score = "-" if entry["val_score"] is None else f"{entry['val_score']:.4f}"
-    return (f"epoch {entry['epoch']}/{epochs}: train loss {entry['train_loss']:.4f}, validation {score}"
-            f"{' (best)' if entry['best'] else ''}, {entry['samples_per_s']:.0f} samples/s")
+    return (f"step {entry['step']}/{steps} (epoch {entry['epoch']:.2f}): train loss {entry['train_loss']:.4f}, "
+            f"validation {score}{' (best)' if entry['best'] else ''}, {entry['samples_per_s']:.0f} samples/s, "
+            f"{entry['train_seconds'] / 60:.1f} min of training")
 
 
-def _result(out_dir: Path, progress: _Progress, epochs: int, resumed_from: int | None) -> TrainResult:
+def _result(out_dir: Path, progress: _Progress, steps: int, resumed_from: int | None) -> TrainResult:
     return TrainResult(
         out_dir=out_dir,
         history=list(progress.history),
         step_losses=list(progress.step_losses),
         best_score=progress.best_score,
         best_epoch=progress.best_epoch,
-        epochs_done=progress.epoch,
+        best_step=progress.best_step,
         steps=progress.step,
-        finished=progress.epoch >= epochs,
+        finished=progress.step >= steps,
         resumed_from_step=resumed_from,
     )
 
@@ -624,33 +672,35 @@ def train(
     seed: int = 0,
     progress: bool = True,
     resume: bool = True,
-    stop_after_epochs: int | None = None,
+    stop_after_steps: int | None = None,
 ) -> TrainResult:
     """Instruction-tune ``model`` on ``(source, target)`` pairs (notebook 05_t5_training).
 
     AdamW (``cfg.lr``, ``cfg.weight_decay``), cosine schedule with
     ``cfg.warmup_ratio`` linear warm-up, gradient clipping ``cfg.grad_clip``,
-    cross-entropy on the target tokens only, batches of ``cfg.batch_size``
-    shuffled by ``(seed, epoch)`` and padded to their own longest row.
+    cross-entropy on the target tokens only. Every epoch draws ALL pairs in a
+    fresh order of ``(seed, epoch)`` (:func:`epoch_batches`, length-bucketed
+    with ``cfg.length_window``); the run lasts ``cfg.max_steps`` optimiser
+    steps when set (the CPU profiles' budget), else ``cfg.epochs`` epochs.
 
-    After each epoch ``validate(model)`` (the caller's mean NDCG@5 over search
-    and recommendation; model in eval mode, no gradients) decides whether
+    Every ``cfg.eval_every`` steps (0: every epoch) and at the end,
+    ``validate(model)`` (the caller's mean NDCG@5 over search and
+    recommendation; model in eval mode, no gradients) decides whether
     ``out_dir/best`` (``save_pretrained`` + tokenizer) is replaced (strictly
-    higher score; without ``validate`` the latest epoch is kept). Then
+    higher score; without ``validate`` the latest round is kept). Then
     ``out_dir/last`` receives weights, optimiser, scheduler, RNG states and
     history, written atomically; also every ``cfg.checkpoint_every`` steps
     when that is > 0.
 
     ``resume=True`` continues from ``out_dir/last`` (refusing one written for
-    other data, config or seed) and ends with the same weights and history as
-    an uninterrupted run; ``resume=False`` deletes ``last`` and ``best`` first.
-    ``stop_after_epochs`` stops early after that many epochs in total (the
-    schedule still spans ``cfg.epochs``), e.g. to train in sessions.
+    other data, tokenizer, config, seed or thread count), says so, and ends
+    with the same weights and history as an uninterrupted run;
+    ``resume=False`` deletes ``last`` and ``best`` first.
+    ``stop_after_steps`` stops early after that many steps in total (the
+    schedule still spans the whole run), e.g. to train in sessions.
 
     Results are bit-identical for one seed and one ``torch.get_num_threads()``;
-    another thread count changes float rounding. On a busy 2-core CPU,
-    ``torch.set_num_threads(1)`` was 4-6x faster for the small profile (less
-    spin-waiting between threads).
+    another thread count changes float rounding.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -658,8 +708,10 @@ def train(
     if len(data) == 0:
         raise ValueError("train() needs at least one (source, target) pair")
     steps_per_epoch = math.ceil(len(data) / cfg.batch_size)
-    optimizer, scheduler = _make_optimizer(model, cfg, cfg.epochs * steps_per_epoch)
-    signature = _run_signature(cfg, seed, train_pairs, model)
+    steps = total_steps(cfg, len(data))
+    eval_every = cfg.eval_every or steps_per_epoch
+    optimizer, scheduler = _make_optimizer(model, cfg, steps)
+    signature = _run_signature(cfg, seed, train_pairs, model, tokenizer)
     state = _load_last(out_dir, model, optimizer, scheduler, signature) if resume else None
     resumed_from = state.step if state is not None else None
     if state is None:
@@ -668,46 +720,59 @@ def train(
                 shutil.rmtree(folder, ignore_errors=True)
         torch.manual_seed(seed)  # dropout masks
         state = _Progress()
-    stop = cfg.epochs if stop_after_epochs is None else min(cfg.epochs, stop_after_epochs)
+    elif progress and state.step < steps:
+        epoch, batch = divmod(state.step, steps_per_epoch)
+        tqdm.write(f"resuming {out_dir} from step {state.step}/{steps} (epoch {epoch + 1}, batch {batch + 1}, "
+                   f"{state.round} validation rounds done)")
+    stop = steps if stop_after_steps is None else min(steps, stop_after_steps)
+    lengths = [len(s) for s in data.sources]
     model.train()
-    while state.epoch < stop:
-        _run_epoch(model, data, optimizer, scheduler, state, cfg, seed, steps_per_epoch,
-                   lambda: _save_last(out_dir, model, optimizer, scheduler, state, signature), progress)
+    while state.step < stop:
+        round_end = min((state.step // eval_every + 1) * eval_every, steps)
+        _run_steps(model, data, lengths, optimizer, scheduler, state, cfg, seed, steps_per_epoch,
+                   min(round_end, stop), lambda: _save_last(out_dir, model, optimizer, scheduler, state, signature),
+                   progress, steps)
+        if state.step < round_end:  # stopped early mid-round: keep the state, no validation
+            _save_last(out_dir, model, optimizer, scheduler, state, signature)
+            break
         score = _validate(model, validate)
         better = _is_better(score, state.best_score)
-        entry = _finish_epoch(state, score, scheduler.get_last_lr()[0], better)
+        entry = _finish_round(state, score, scheduler.get_last_lr()[0], better, steps_per_epoch)
         if progress:
-            tqdm.write(_epoch_line(entry, cfg.epochs))
+            tqdm.write(_round_line(entry, steps))
         if better:
             with atomic_dir(out_dir / BEST) as tmp:
-                save_model(model, tokenizer, tmp, {k: entry[k] for k in ("epoch", "step", "val_score")})
+                save_model(model, tokenizer, tmp, {k: entry[k] for k in ("round", "step", "epoch", "val_score")})
         _save_last(out_dir, model, optimizer, scheduler, state, signature)
     model.eval()
-    return _result(out_dir, state, cfg.epochs, resumed_from)
+    return _result(out_dir, state, steps, resumed_from)
 
 
-def _run_epoch(model: Any, data: EncodedPairs, optimizer: Any, scheduler: Any, state: _Progress,
-               cfg: TrainConfig, seed: int, steps_per_epoch: int, checkpoint: Callable[[], None],
-               show: bool) -> None:
-    """Train the batches of ``state.epoch`` from ``state.batch`` on, updating ``state``."""
-    order = epoch_order(len(data), seed, state.epoch).tolist()
-    bar = tqdm(total=steps_per_epoch, initial=state.batch, disable=not show, leave=False,
-               desc=f"epoch {state.epoch + 1}/{cfg.epochs}", unit="batch")
+def _run_steps(model: Any, data: EncodedPairs, lengths: list[int], optimizer: Any, scheduler: Any,
+               state: _Progress, cfg: TrainConfig, seed: int, steps_per_epoch: int, until: int,
+               checkpoint: Callable[[], None], show: bool, steps: int) -> None:
+    """Train from ``state.step`` up to step ``until``, updating ``state``."""
+    epoch, plan = -1, []
+    bar = tqdm(total=until, initial=state.step, disable=not show, leave=False, desc="training", unit="step")
     with bar:
-        while state.batch < steps_per_epoch:
+        while state.step < until:
+            if state.step // steps_per_epoch != epoch:
+                epoch = state.step // steps_per_epoch
+                plan = epoch_batches(lengths, cfg.batch_size, seed, epoch, cfg.length_window)
             start = time.perf_counter()
-            rows = order[state.batch * cfg.batch_size:(state.batch + 1) * cfg.batch_size]
+            rows = plan[state.step % steps_per_epoch]
             batch = collate([data.sources[i] for i in rows], [data.targets[i] for i in rows])
             loss = _train_step(model, batch, optimizer, scheduler, cfg.grad_clip)
-            state.epoch_seconds += time.perf_counter() - start
+            seconds = time.perf_counter() - start
+            state.round_seconds += seconds
+            state.train_seconds += seconds
             state.step_losses.append(loss)
             state.step += 1
-            state.batch += 1
-            state.epoch_batches += 1
-            state.epoch_samples += len(rows)
-            state.epoch_loss_sum += loss
+            state.examples += len(rows)
+            state.round_batches += 1
+            state.round_samples += len(rows)
+            state.round_loss_sum += loss
             bar.update(1)
-            bar.set_postfix(loss=f"{loss:.3f}", samples_s=f"{state.epoch_samples / state.epoch_seconds:.0f}")
-            mid_epoch = state.batch < steps_per_epoch  # the epoch end is saved after validation
-            if cfg.checkpoint_every > 0 and state.step % cfg.checkpoint_every == 0 and mid_epoch:
+            bar.set_postfix(loss=f"{loss:.3f}", samples_s=f"{state.round_samples / state.round_seconds:.0f}")
+            if cfg.checkpoint_every > 0 and state.step % cfg.checkpoint_every == 0 and state.step < until:
                 checkpoint()

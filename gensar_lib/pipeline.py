@@ -33,6 +33,7 @@ from gensar_lib.identifiers import (
 )
 from gensar_lib.decoding import ItemTrie, constrained_beam_search, ranked_items
 from gensar_lib.generative import (
+    atomic_dir,
     behaviour_and_identifier_tokens,
     build_model,
     load_best,
@@ -317,6 +318,27 @@ def tokenizer_corpus(prepared: PreparedData, pairs: list[tuple[str, str]]) -> li
     return [it.text for it in ds.items] + [e.query for _, e in ds.events("search")] + [s for p in pairs for s in p]
 
 
+def work_tokenizer(work: Path, prepared: PreparedData, pairs: list[tuple[str, str]], ids: ItemIdentifiers,
+                   profile: Profile) -> object:
+    """The run's tokenizer: reloaded from ``work/tokenizer`` when a previous attempt saved it, else made and saved.
+
+    Saving it before training starts means a resumed run continues with the very
+    tokenizer its weights were trained with (its hash is in the run signature).
+    """
+    from transformers import AutoTokenizer
+
+    folder = work / "tokenizer"
+    if not folder.exists():
+        tokens = behaviour_and_identifier_tokens(ids.vocabulary)
+        if profile.model.pretrained:
+            tokenizer = load_pretrained_tokenizer(profile.model.pretrained, tokens)
+        else:
+            tokenizer = train_tokenizer(tokenizer_corpus(prepared, pairs), profile.model.vocab_size, tokens)
+        with atomic_dir(folder) as tmp:
+            tokenizer.save_pretrained(tmp)
+    return AutoTokenizer.from_pretrained(folder, local_files_only=True)  # the saved one, also on a first run
+
+
 def train_generative(
     prepared: PreparedData,
     ids: ItemIdentifiers,
@@ -329,8 +351,9 @@ def train_generative(
     cache = cache or ArtifactCache()
     config = {"model": profile.model, "train": profile.train, "eval": profile.eval, "seed": profile.seed,
               "mix": (mix or TaskMix()).weights}
-    inputs = [prepared.key, fingerprint(to_json(ids)), code_fingerprint(_CODE / "generative.py",
-                                                                         _CODE / "instructions.py")]
+    inputs = [prepared.key, fingerprint(to_json(ids)),
+              code_fingerprint(*(_CODE / f for f in ("generative.py", "instructions.py", "decoding.py", "metrics.py",
+                                                     "pipeline.py")))]
     key = cache.key("t5", config, inputs)
     work = cache.root / "t5_work" / key  # resumable training state lives here until the stage is done
 
@@ -338,15 +361,7 @@ def train_generative(
         split = prepared.split
         pairs = [(i.source, i.target) for i in training_instructions(
             prepared.dataset, split.train, ids, profile.train.history_length, mix, profile.seed)]
-        cap = profile.train.max_instances
-        if cap is not None and len(pairs) > cap:  # CPU profiles: a seeded sample, stated in notebook 05
-            keep = np.random.default_rng(profile.seed).choice(len(pairs), size=cap, replace=False)
-            pairs = [pairs[i] for i in sorted(keep)]
-        if profile.model.pretrained:
-            tokenizer = load_pretrained_tokenizer(profile.model.pretrained, behaviour_and_identifier_tokens(ids.vocabulary))
-        else:
-            tokenizer = train_tokenizer(tokenizer_corpus(prepared, pairs), profile.model.vocab_size,
-                                        behaviour_and_identifier_tokens(ids.vocabulary))
+        tokenizer = work_tokenizer(work, prepared, pairs, ids, profile)
         model = build_model(profile.model, tokenizer, profile.seed)
         val_cases, val_cands = eval_subset(split.valid, prepared.candidates["valid"],
                                            profile.eval.max_eval_users, profile.seed)

@@ -44,9 +44,9 @@ def test_pareto_front_matches_brute_force():
 
 
 def test_run_profile_applies_the_ablation_overrides():
-    prof = replace(TINY, ablation=replace(TINY.ablation, epochs=2, max_instances=100))
+    prof = replace(TINY, ablation=replace(TINY.ablation, epochs=2, max_steps=100))
     run = ablation.run_profile(prof, seed=7)
-    assert (run.seed, run.train.epochs, run.train.max_instances) == (7, 2, 100)
+    assert (run.seed, run.train.epochs, run.train.max_steps) == (7, 2, 100)
     assert ablation.run_profile(replace(TINY, ablation=replace(TINY.ablation, epochs=None)), 0).train == TINY.train
 
 

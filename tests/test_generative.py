@@ -2,6 +2,7 @@
 import json
 import time
 
+import numpy as np
 import pytest
 import torch
 
@@ -183,7 +184,7 @@ def test_interrupted_run_resumes_to_the_same_weights_and_history(tokenizer, tmp_
     with pytest.raises(KeyboardInterrupt):  # epoch 1 checkpointed, epoch 2 dies in validation
         train(model, tokenizer, PAIRS, cfg, tmp_path / "cut", make_validate(2), seed=7, progress=False)
     saved = json.loads((tmp_path / "cut" / "last" / "trainer_state.json").read_text())
-    assert saved["epoch"] == 1
+    assert (saved["round"], saved["step"]) == (1, 3)
     fresh = build_model(dropout, tokenizer, seed=1)  # a new process: new model object
     validate = make_validate(None)
     validate(None)  # the resumed run's first validation is epoch 2's
@@ -327,3 +328,68 @@ def test_tokenizer_is_byte_identical_across_processes():
     vocab = json.loads(runs[0])["model"]["vocab"]
     assert [p for p, _ in vocab[:3]] == ["<pad>", "</s>", "<unk>"]
     assert [p for p, _ in vocab[3:]] == sorted(p for p, _ in vocab[3:])  # canonical order
+
+
+# --------------------------------------------------------------------------- batches and budgets
+
+
+def test_every_epoch_draws_every_instruction_and_a_seed_fixes_the_batches():
+    from gensar_lib.generative import epoch_batches
+
+    lengths = [int(x) for x in torch.randint(3, 90, (1000,), generator=torch.Generator().manual_seed(0))]
+    for window in (0, 4):
+        seen = set()
+        for epoch in range(3):
+            batches = epoch_batches(lengths, 32, seed=5, epoch=epoch, window=window)
+            rows = np.concatenate(batches)
+            assert sorted(rows.tolist()) == list(range(1000))  # every instruction exactly once per epoch
+            assert len(batches) == 32 and all(len(b) == 32 for b in batches[:-1] if len(b) != 8)
+            again = epoch_batches(lengths, 32, seed=5, epoch=epoch, window=window)
+            assert all(np.array_equal(a, b) for a, b in zip(batches, again))  # same seed, same batches
+            seen.update(tuple(sorted(b.tolist())) for b in batches)
+        other = epoch_batches(lengths, 32, seed=6, epoch=0, window=window)
+        assert not all(np.array_equal(a, b) for a, b in zip(other, epoch_batches(lengths, 32, 5, 0, window)))
+        assert len(seen) > 64  # epochs are reshuffled, not the same batches again
+
+
+def test_length_windows_cut_padding():
+    from gensar_lib.generative import epoch_batches
+
+    lengths = np.array([int(x) for x in torch.randint(3, 120, (2000,), generator=torch.Generator().manual_seed(1))])
+
+    def padded(window: int) -> int:
+        return sum(len(b) * int(lengths[b].max()) for b in epoch_batches(lengths, 64, 0, 0, window))
+
+    assert padded(50) < 0.6 * padded(0)
+    assert padded(50) >= lengths.sum()
+
+
+@pytest.mark.slow
+def test_step_budget_with_validation_rounds(tokenizer, tmp_path):
+    cfg = tiny_cfg(epochs=99, batch_size=3, max_steps=10, eval_every=4)  # 4 steps per epoch
+    calls = []
+    result = train(build_model(TINY, tokenizer, seed=0), tokenizer, PAIRS, cfg, tmp_path,
+                   lambda m: calls.append(1) or float(len(calls)), progress=False)
+    assert result.steps == 10 and result.finished and len(result.step_losses) == 10
+    assert [e["step"] for e in result.history] == [4, 8, 10]  # every 4 steps and at the end
+    assert [e["epoch"] for e in result.history] == [1.0, 2.0, 2.5]
+    examples = [e["examples"] for e in result.history]  # 10 pairs: batches of 3, 3, 3, 1 per epoch
+    assert examples[:2] == [10, 20] and 22 <= examples[2] <= 26
+    assert result.best_step == 10 and result.best_epoch == 2.5
+    times = [e["train_seconds"] for e in result.history]
+    assert times == sorted(times) and times[0] > 0
+
+
+@pytest.mark.slow
+def test_resume_refuses_another_tokenizer_and_says_it_resumes(tokenizer, tmp_path, capsys):
+    cfg = tiny_cfg(epochs=3)
+    model = build_model(TINY, tokenizer, seed=0)
+    train(model, tokenizer, PAIRS, cfg, tmp_path, progress=False, stop_after_steps=4)
+    train(build_model(TINY, tokenizer, seed=0), tokenizer, PAIRS, cfg, tmp_path, progress=True)
+    printed = capsys.readouterr()
+    assert f"resuming {tmp_path} from step 4/9 (epoch 2, batch 2" in printed.out + printed.err
+    other = train_tokenizer([t for pair in PAIRS for t in pair] + WORDS, vocab_size=110, special_tokens=IDENTIFIERS)
+    train(build_model(TINY, tokenizer, seed=0), tokenizer, PAIRS, tiny_cfg(epochs=4), tmp_path / "b",
+          progress=False, stop_after_steps=2)
+    with pytest.raises(ConfigError, match="tokenizer"):
+        train(build_model(TINY, other, seed=0), other, PAIRS, tiny_cfg(epochs=4), tmp_path / "b", progress=False)
