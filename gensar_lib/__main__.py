@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from pathlib import Path
 
+from gensar_lib.artifacts import sigterm_as_exit
 from gensar_lib.config import ConfigError, load_profile
 from gensar_lib.data.schema import DataError
 
@@ -93,10 +95,14 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
-        args.run(args)
+        with sigterm_as_exit():  # SIGTERM ends like Ctrl-C: finally blocks remove temporary folders
+            args.run(args)
     except (DataError, ConfigError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 128 + signal.SIGINT
     return 0
 
 
