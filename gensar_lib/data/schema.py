@@ -17,6 +17,10 @@ class DataError(ValueError):
     """Bad input data; the message names the file (or source), field and value."""
 
 
+class DataWarning(UserWarning):
+    """Input data that loads but will not give what the run expects (e.g. no search events)."""
+
+
 @dataclass(frozen=True)
 class Item:
     id: str
