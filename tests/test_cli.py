@@ -179,3 +179,14 @@ def test_dataset_given_as_a_file(tmp_path):
     out = run("stats", "--dataset", str(file), env_cache=tmp_path)
     assert out.returncode == 2
     assert str(file) in out.stderr and "is a file, not a dataset folder" in out.stderr
+
+
+def test_stats_on_interactions_without_users(tmp_path):
+    folder = tmp_path / "empty"
+    folder.mkdir()
+    (folder / "Toy.item.json").write_text('{"0": {"title": "Pen", "categories": "Office,Pens"}}')
+    (folder / "Toy.inter.json").write_text("{}")
+    out = run("stats", "--dataset", str(folder), "--profile", "tiny", env_cache=tmp_path / "cache")
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert f"{folder / 'Toy.inter.json'}: no users" in out.stderr
+    assert not (tmp_path / "cache" / "data").exists() or not any((tmp_path / "cache" / "data").iterdir())
