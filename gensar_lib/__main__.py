@@ -2,11 +2,14 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import warnings
 from pathlib import Path
 
+from gensar_lib.artifacts import check_out_dir, sigterm_as_exit
 from gensar_lib.config import ConfigError, load_profile
-from gensar_lib.data.schema import DataError
+from gensar_lib.data.schema import DataError, DataWarning
 
 
 def _stats(args: argparse.Namespace) -> None:
@@ -58,11 +61,56 @@ def _ablation(args: argparse.Namespace) -> None:
 
     profile = load_profile(args.profile)
     prepared = prepare_data(args.dataset, profile)
-    methods = tuple(args.methods.split(",")) if args.methods else None
-    result = run_ablation(prepared, profile, args.seeds, methods, all_seeds=args.all_seeds)
+    result = run_ablation(prepared, profile, args.seeds, _methods(args), all_seeds=args.all_seeds)
     for path in write_ablation(args.out, result):
         print(f"wrote {path}")
     print(paper_table(result.runs).to_string())
+
+
+def _methods(args: argparse.Namespace) -> tuple[str, ...] | None:
+    """The ``--methods`` names (None: the profile's), each a known ablation method."""
+    if args.methods is None:
+        return None
+    from gensar_lib.ablation import check_methods
+
+    names = tuple(m.strip() for m in args.methods.split(","))
+    if not any(names):
+        raise ConfigError("--methods is empty; leave it out for every method, or name some")
+    return check_methods(names)
+
+
+def check_arguments(args: argparse.Namespace) -> None:
+    """Everything about the arguments that can fail, checked before any work; ``--out`` is created."""
+    for flag in ("profile", "dataset"):
+        if getattr(args, flag) == "":
+            raise ConfigError(f"--{flag} is empty; leave it out for the default, or name one")
+    load_profile(args.profile)
+    if getattr(args, "seeds", 1) < 1:
+        raise ConfigError(f"--seeds {args.seeds} is impossible: need at least 1")
+    if getattr(args, "methods", None) is not None:
+        _methods(args)
+    if getattr(args, "out", None) is not None:
+        try:
+            check_out_dir(args.out)
+        except OSError as err:
+            raise ConfigError(f"--out {_os_message(err)}") from None
+
+
+def _os_message(err: OSError) -> str:
+    """``<path>: <reason>`` of an operating-system error, or its text when it names no path."""
+    if err.filename is None:
+        return str(err)
+    where = f"{err.filename} -> {err.filename2}" if err.filename2 else str(err.filename)
+    return f"{where}: {err.strerror or err}"
+
+
+def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                  file: object = None, line: str | None = None) -> None:
+    """Data warnings as one ``warning: ...`` line on stderr; the others as Python prints them."""
+    if issubclass(category, DataWarning):
+        print(f"warning: {message}", file=sys.stderr)
+    else:
+        sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
 
 
 def parser() -> argparse.ArgumentParser:
@@ -93,10 +141,19 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
-        args.run(args)
+        with sigterm_as_exit(), warnings.catch_warnings():
+            warnings.showwarning = _show_warning  # SIGTERM ends like Ctrl-C: finally blocks remove temporary folders
+            check_arguments(args)
+            args.run(args)
     except (DataError, ConfigError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except OSError as err:
+        print(f"error: {_os_message(err)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 128 + signal.SIGINT
     return 0
 
 

@@ -465,3 +465,72 @@ def test_loaders_write_nothing(toy_lcrec, dir2014):
     load_lcrec(toy_lcrec)
     load_amazon2014(dir2014)
     assert before == {p: sorted(p.iterdir()) for p in (toy_lcrec, dir2014)}
+
+
+# ---------------------------------------------------------------- edge cases: duplicate keys, no users, BOM, a file
+
+
+def test_lcrec_duplicate_user_key(tmp_path):
+    folder = _write_lcrec(tmp_path / "d", TOY_ITEMS, '{"u1": [0, 1, 2],\n "u2": [2, 0, 1],\n "u1": [1, 1, 1]}')
+    with pytest.raises(DataError, match=r"Toy\.inter\.json: duplicate key 'u1'"):
+        load_lcrec(folder)
+
+
+def test_lcrec_duplicate_item_key(tmp_path):
+    text = json.dumps(TOY_ITEMS)[:-1] + ', "1": {"title": "Other", "categories": "A,B"}}'
+    folder = _write_lcrec(tmp_path / "d", text, TOY_INTER)
+    with pytest.raises(DataError, match=r"Toy\.item\.json: duplicate key '1'"):
+        load_lcrec(folder)
+
+
+def test_lcrec_duplicate_field_in_a_record(tmp_path):
+    text = '{"0": {"title": "A", "title": "B", "categories": "X,Y"}}'
+    folder = _write_lcrec(tmp_path / "d", text, {"u1": [0, 0, 0]})
+    with pytest.raises(DataError, match=r"Toy\.item\.json: duplicate key 'title'"):
+        load_lcrec(folder)
+
+
+def test_lcrec_no_users(tmp_path):
+    folder = _write_lcrec(tmp_path / "n", TOY_ITEMS, {})
+    with pytest.raises(DataError, match=r"Toy\.inter\.json: no users"):
+        load_lcrec(folder)
+
+
+def test_lcrec_utf8_bom_is_accepted(tmp_path, toy_lcrec):
+    folder = tmp_path / "bom"
+    folder.mkdir()
+    for path in toy_lcrec.iterdir():
+        (folder / path.name).write_text(path.read_text(encoding="utf-8"), encoding="utf-8-sig")
+    assert (folder / "Toy.item.json").read_bytes().startswith(b"\xef\xbb\xbf")
+    bom, plain = load_lcrec(folder), load_lcrec(toy_lcrec)
+    assert bom.items == plain.items and bom.users == plain.users and bom.sequences == plain.sequences
+
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_2014_utf8_bom_is_accepted(tmp_path, ds2014, gz):
+    folder = tmp_path / "bom"
+    folder.mkdir()
+    for name in (REVIEWS, META):
+        data = b"\xef\xbb\xbf" + (FIXTURE_2014 / name).read_bytes()
+        if gz:
+            with gzip.open(folder / f"{name}.gz", "wb") as out:
+                out.write(data)
+        else:
+            (folder / name).write_bytes(data)
+    ds = load_amazon2014(folder)
+    assert ds.items == ds2014.items and ds.users == ds2014.users and ds.sequences == ds2014.sequences
+
+
+@pytest.mark.parametrize("loader", [load_lcrec, load_amazon2014, load_folder])
+def test_dataset_given_as_a_file(loader, toy_lcrec):
+    file = toy_lcrec / "Toy.inter.json"
+    with pytest.raises(DataError, match="is a file, not a dataset folder") as e:
+        loader(file)
+    assert str(file) in str(e.value)
+
+
+def test_source_fingerprint_of_a_file(toy_lcrec):
+    from gensar_lib.data.pipeline import source_fingerprint
+
+    with pytest.raises(DataError, match="is a file, not a dataset folder"):
+        source_fingerprint(str(toy_lcrec / "Toy.inter.json"))

@@ -69,3 +69,21 @@ def test_too_many_negatives_is_an_impossible_config(tiny_prepared):
     ds, split = tiny_prepared.dataset, tiny_prepared.split
     with pytest.raises(DataError, match="n_negatives = 100000"):
         sample_candidates(ds, split, split.test, 100000)
+
+
+def test_stop_word_query_gets_popularity_negatives():
+    from gensar_lib.data.schema import Dataset, Event, Item
+    from gensar_lib.data.splits import Case, leave_one_out
+
+    items = [Item(str(i), f"gadget number {i}") for i in range(12)]
+    seqs = [[Event(t, (u + t) % 12) for t in range(4)] for u in range(6)]
+    seqs[0] += [Event(10, 5, "the and of")]  # a query with no terms left once stop words go
+    ds = Dataset("stop", items, [f"u{u}" for u in range(6)], seqs, source="stop")
+    split = leave_one_out(ds)
+    index = BM25Index(ds)
+    assert text_terms("the and of") == [] and not index.scores("the and of").any()
+    search = [Case(user=0, target=seqs[0][-1], history=tuple(seqs[0][:-1]))]
+    lists = sample_candidates(ds, split, search, n_negatives=5, seed=0, index=index)
+    touched = {e.item for e in ds.sequences[0]}
+    assert lists.shape == (1, 6) and lists[0, 0] == 5
+    assert len(set(lists[0, 1:].tolist())) == 5 and touched.isdisjoint(lists[0, 1:].tolist())

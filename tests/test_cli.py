@@ -1,8 +1,17 @@
-"""python -m gensar_lib stats: statistics on good input, a clear message and non-zero exit on bad."""
+"""python -m gensar_lib: statistics on good input; bad input or arguments give a clear message and exit 2,
+the arguments before any work."""
+import errno
 import os
 import re
 import subprocess
 import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from gensar_lib.__main__ import main
 
 
 def run(*args, env_cache):
@@ -38,3 +47,146 @@ def test_stats_on_missing_folder_fails_clearly(tmp_path):
 def test_stats_on_unknown_profile_fails_clearly(tmp_path):
     out = run("stats", "--profile", "huge", env_cache=tmp_path)
     assert out.returncode == 2 and "unknown profile 'huge'" in out.stderr
+
+
+# ---------------------------------------------------------------- arguments checked before any work
+
+OUT_COMMANDS = {
+    "identifiers": [],
+    "train": [],
+    "ablation": ["--methods", "gensar"],
+}
+
+
+@pytest.fixture
+def no_work(monkeypatch, tmp_path):
+    """main() in this process, failing the test if any command reaches prepare_data."""
+    import gensar_lib.data.pipeline as data_pipeline
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("work started before the arguments were checked")
+
+    monkeypatch.setattr(data_pipeline, "prepare_data", forbidden)
+    monkeypatch.setenv("GENSAR_CACHE", str(tmp_path / "cache"))
+    return main
+
+
+def _fails_fast(main, capsys, argv, *expected):
+    start = time.monotonic()
+    code = main(argv)
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert err.startswith("error: ") and "Traceback" not in err
+    for text in expected:
+        assert text in err, err
+    assert time.monotonic() - start < 10  # the ablation command imports its module (seconds); no training
+    return err
+
+
+@pytest.mark.parametrize("command", sorted(OUT_COMMANDS))
+def test_out_is_an_existing_file(no_work, capsys, tmp_path, command):
+    out = tmp_path / "taken.json"
+    out.write_text("{}")
+    _fails_fast(no_work, capsys, [command, "--profile", "tiny", "--out", str(out), *OUT_COMMANDS[command]],
+                f"--out {out}: exists and is not a folder")
+    assert out.read_text() == "{}"
+
+
+@pytest.mark.parametrize("command", sorted(OUT_COMMANDS))
+def test_out_under_a_file(no_work, capsys, tmp_path, command):
+    (tmp_path / "file").write_text("x")
+    out = tmp_path / "file" / "results"
+    _fails_fast(no_work, capsys, [command, "--profile", "tiny", "--out", str(out), *OUT_COMMANDS[command]],
+                f"--out {out}: cannot create the folder: {tmp_path / 'file'} is a file")
+
+
+def _unwritable_system_folder() -> Path | None:
+    """/sys where even root cannot create a file there (sysfs), else None."""
+    folder = Path("/sys")
+    if not folder.is_dir():
+        return None
+    try:
+        fd, probe = tempfile.mkstemp(dir=folder)
+    except OSError:
+        return folder
+    os.close(fd)
+    os.unlink(probe)
+    return None
+
+
+@pytest.mark.parametrize("command", sorted(OUT_COMMANDS))
+def test_out_is_a_folder_nobody_may_write(no_work, capsys, command):
+    folder = _unwritable_system_folder()
+    if folder is None:
+        pytest.skip("no folder here that root cannot write to")
+    _fails_fast(no_work, capsys, [command, "--profile", "tiny", "--out", str(folder), *OUT_COMMANDS[command]],
+                f"--out {folder}: folder is not writable")
+
+
+def test_out_folder_refusing_files(no_work, capsys, tmp_path, monkeypatch):
+    # Root ignores chmod, so the refusal is simulated where the check creates its probe file.
+    out = tmp_path / "readonly"
+    out.mkdir()
+    real = tempfile.mkstemp
+
+    def refuse(*args, dir=None, **kwargs):
+        if dir is not None and Path(dir) == out:
+            raise PermissionError(errno.EACCES, "Permission denied", str(Path(dir) / "probe"))
+        return real(*args, dir=dir, **kwargs)
+
+    monkeypatch.setattr(tempfile, "mkstemp", refuse)
+    _fails_fast(no_work, capsys, ["train", "--profile", "tiny", "--out", str(out)],
+                f"--out {out}: folder is not writable (Permission denied)")
+
+
+def test_good_out_is_created_before_the_work(no_work, capsys, tmp_path):
+    out = tmp_path / "new" / "results"
+    with pytest.raises(AssertionError, match="work started"):
+        no_work(["identifiers", "--profile", "tiny", "--out", str(out)])
+    assert out.is_dir() and list(out.iterdir()) == []  # the writability probe is gone
+
+
+def test_os_errors_become_messages(monkeypatch, capsys, tmp_path):
+    import gensar_lib.data.pipeline as data_pipeline
+
+    def disk_full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "cache" / "x.pkl"))
+
+    monkeypatch.setattr(data_pipeline, "prepare_data", disk_full)
+    assert main(["stats", "--profile", "tiny"]) == 2
+    assert capsys.readouterr().err == f"error: {tmp_path / 'cache' / 'x.pkl'}: No space left on device\n"
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["stats", "--profile", ""], "--profile is empty"),
+    (["stats", "--dataset", ""], "--dataset is empty"),
+    (["ablation", "--methods", ""], "--methods is empty"),
+    (["ablation", "--methods", " , "], "--methods is empty"),
+    (["ablation", "--methods", "gensar,nope"], "unknown ablation method 'nope'"),
+    (["ablation", "--methods", "gensar,,bm25"], "unknown ablation method ''"),
+    (["ablation", "--seeds", "0"], "--seeds 0 is impossible"),
+])
+def test_empty_or_unknown_values_are_errors(no_work, capsys, tmp_path, argv, expected):
+    out = tmp_path / "out"
+    argv = argv + (["--out", str(out)] if argv[0] == "ablation" else [])
+    _fails_fast(no_work, capsys, argv, expected)
+    assert not out.exists()  # checked before --out is created
+
+
+def test_dataset_given_as_a_file(tmp_path):
+    file = tmp_path / "Office.inter.json"
+    file.write_text("{}")
+    out = run("stats", "--dataset", str(file), env_cache=tmp_path)
+    assert out.returncode == 2
+    assert str(file) in out.stderr and "is a file, not a dataset folder" in out.stderr
+
+
+def test_stats_on_interactions_without_users(tmp_path):
+    folder = tmp_path / "empty"
+    folder.mkdir()
+    (folder / "Toy.item.json").write_text('{"0": {"title": "Pen", "categories": "Office,Pens"}}')
+    (folder / "Toy.inter.json").write_text("{}")
+    out = run("stats", "--dataset", str(folder), "--profile", "tiny", env_cache=tmp_path / "cache")
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert f"{folder / 'Toy.inter.json'}: no users" in out.stderr
+    assert not (tmp_path / "cache" / "data").exists() or not any((tmp_path / "cache" / "data").iterdir())

@@ -1,6 +1,9 @@
 """Semi-synthetic queries and search twins (gensar_lib.data.queries, notebook 00_data)."""
 from __future__ import annotations
 
+import json
+import warnings
+
 import pytest
 
 from gensar_lib.data.queries import (
@@ -10,7 +13,7 @@ from gensar_lib.data.queries import (
     singular,
     text_terms,
 )
-from gensar_lib.data.schema import Dataset, DataError, Event, Item, validate
+from gensar_lib.data.schema import Dataset, DataError, DataWarning, Event, Item, validate
 
 
 # ---------------------------------------------------------------- text_terms
@@ -215,3 +218,40 @@ def test_every_twin_directly_follows_its_review():
                 assert prev.query is None and prev.item == ev.item and prev.time == ev.time
                 assert ev.query == queries[ev.item]
         assert seq[0].query is None
+
+
+# ---------------------------------------------------------------- no categories: a warning, not silence
+
+
+def test_no_item_with_a_query_warns_with_the_count():
+    ds = _toy()
+    flat = Dataset(ds.name, [Item(it.id, it.title, categories=it.categories[:1]) for it in ds.items],
+                   ds.users, ds.sequences, ds.source, dict(ds.meta))
+    with pytest.warns(DataWarning, match=r"toy: 3 of 3 items have no query .* no search cases"):
+        out = add_search_events(flat, 1.0, seed=0)
+    assert out.meta["search_events_added"] == 0
+
+
+def test_items_with_queries_or_fraction_zero_do_not_warn():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DataWarning)
+        add_search_events(_toy(), 1.0, seed=0)  # one item of three has no query: expected, no warning
+        add_search_events(_toy(), 0.0, seed=0)  # no search asked for
+
+
+def test_prepare_data_without_categories_warns_also_from_the_cache(tmp_path):
+    from gensar_lib.artifacts import ArtifactCache
+    from gensar_lib.config import load_profile
+    from gensar_lib.data.pipeline import prepare_data
+
+    folder = tmp_path / "flat"
+    folder.mkdir()
+    items = {str(i): {"title": f"item {i}", "categories": "Office Products"} for i in range(150)}
+    inter = {f"u{u}": [(u * 7 + t) % 150 for t in range(5)] for u in range(30)}
+    (folder / "Flat.item.json").write_text(json.dumps(items))
+    (folder / "Flat.inter.json").write_text(json.dumps(inter))
+    cache = ArtifactCache(tmp_path / "cache")
+    for _ in range(2):  # built, then read from the cache
+        with pytest.warns(DataWarning, match="150 of 150 items have no query"):
+            prepared = prepare_data(str(folder), load_profile("tiny"), cache)
+        assert prepared.split.counts()["test"].get("search", 0) == 0

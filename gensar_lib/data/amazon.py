@@ -104,16 +104,32 @@ def drop_top_category(
 
 def _check_folder(folder: str | Path) -> Path:
     folder = Path(folder).expanduser()
+    if folder.is_file():
+        raise DataError(f"{folder}: is a file, not a dataset folder")
     if not folder.is_dir():
         raise DataError(f"{folder}: dataset folder does not exist (or is not a folder)")
     return folder
 
 
+def _unique_keys(path: Path) -> Any:
+    """A json ``object_pairs_hook`` that rejects a key repeated in one object (json keeps the last)."""
+
+    def hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        obj: dict[str, Any] = {}
+        for key, value in pairs:
+            if key in obj:
+                raise DataError(f"{path}: duplicate key {key!r} in one object (json would keep the last)")
+            obj[key] = value
+        return obj
+
+    return hook
+
+
 def _read_json(path: Path) -> Any:
-    """A whole JSON file; DataError with line and column when malformed."""
+    """A whole JSON file (a UTF-8 BOM allowed); DataError with line and column when malformed."""
     try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
+        with open(path, encoding="utf-8-sig") as f:
+            return json.load(f, object_pairs_hook=_unique_keys(path))
     except FileNotFoundError:
         raise DataError(f"{path}: file not found") from None
     except json.JSONDecodeError as e:
@@ -123,10 +139,10 @@ def _read_json(path: Path) -> Any:
 
 
 def _lines(path: Path) -> Iterator[tuple[int, str]]:
-    """(line number, text) of a plain or gzipped text file, blank lines skipped."""
+    """(line number, text) of a plain or gzipped UTF-8 file (BOM allowed), blank lines skipped."""
     opener = gzip.open if path.suffix == ".gz" else open
     try:
-        with opener(path, "rt", encoding="utf-8") as f:
+        with opener(path, "rt", encoding="utf-8-sig") as f:  # a BOM is dropped
             for n, line in enumerate(f, 1):
                 if line.strip():
                     yield n, line
@@ -184,6 +200,8 @@ def _lcrec_sequences(
 ) -> tuple[list[str], list[list[Event]]]:
     if not isinstance(raw, dict):
         raise DataError(f"{path}: expected an object {{user: [item index, ...]}}, got {type(raw).__name__}")
+    if not raw:
+        raise DataError(f"{path}: no users (an empty object)")
     users, sequences = [], []
     for user, items in raw.items():
         if not isinstance(items, list):

@@ -6,8 +6,8 @@ items the user never interacted with (in any task, at any time):
 - recommendation: sampled without replacement with probability proportional
   to training popularity (count + 1), as the official code does;
 - search: BM25 hard negatives, the items whose title + description best match
-  the query; when fewer than ``n_negatives`` items share a query term, the
-  rest are popularity-sampled.
+  the query; when fewer than ``n_negatives`` items share a query term (none
+  for a query of stop words only), the rest are popularity-sampled.
 
 Full ranking (every item is a candidate) needs no list; evaluation code ranks
 the whole catalogue instead.
@@ -43,12 +43,17 @@ class BM25Index:
     """BM25 (bm25s) over item title + description, tokenised with ``text_terms``."""
 
     def __init__(self, ds: Dataset):
+        self.n_items = ds.n_items
         self.retriever = bm25s.BM25()
         self.retriever.index([text_terms(item.text) or ["<empty>"] for item in ds.items], show_progress=False)
         self.scores = lru_cache(maxsize=None)(self._scores)
 
     def _scores(self, query: str) -> np.ndarray:
-        return self.retriever.get_scores(text_terms(query))
+        """BM25 score of every item; all zero for a query with no terms (only stop words)."""
+        terms = text_terms(query)
+        if not terms:  # bm25s raises IndexError on an empty query
+            return np.zeros(self.n_items, dtype=np.float32)
+        return self.retriever.get_scores(terms)
 
 
 def _exclusion_mask(n_items: int, touched: list[np.ndarray], cases: list[Case]) -> np.ndarray:

@@ -17,7 +17,7 @@ from gensar_lib.artifacts import ArtifactCache, code_fingerprint
 from gensar_lib.config import Profile, dataset_spec, load_profile
 from gensar_lib.data.amazon import load_folder
 from gensar_lib.data.candidates import build_candidates
-from gensar_lib.data.queries import add_search_events
+from gensar_lib.data.queries import add_search_events, warn_if_no_search
 from gensar_lib.data.schema import DataError, Dataset
 from gensar_lib.data.splits import Split, leave_one_out
 from gensar_lib.data.synthetic import SyntheticWorld, build_synthetic_world
@@ -41,6 +41,8 @@ def source_fingerprint(spec: str) -> str:
     if spec == SYNTHETIC:
         return SYNTHETIC
     folder = Path(spec).expanduser()
+    if folder.is_file():
+        raise DataError(f"dataset {str(folder)!r} is a file, not a dataset folder (GENSAR_DATASET or --dataset)")
     if not folder.is_dir():
         raise DataError(f"dataset folder {str(folder)!r} does not exist (GENSAR_DATASET or --dataset)")
     digest = hashlib.sha256()
@@ -77,4 +79,6 @@ def prepare_data(
     cache = cache or ArtifactCache()
     inputs = [source_fingerprint(spec), code_fingerprint(Path(__file__).parent)]
     key = cache.key("data", profile.data, inputs)
-    return cache.cached("data", profile.data, lambda: _prepare(spec, profile, key), inputs)
+    prepared = cache.cached("data", profile.data, lambda: _prepare(spec, profile, key), inputs)
+    warn_if_no_search(prepared.dataset)  # again for a cached dataset (the warnings module shows it once)
+    return prepared

@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import html
 import re
+import warnings
 from collections.abc import Sequence
 from functools import lru_cache
 
 import numpy as np
 from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
-from gensar_lib.data.schema import Dataset, DataError, Event
+from gensar_lib.data.schema import Dataset, DataError, DataWarning, Event
 
 STOP_WORDS: frozenset[str] = frozenset(ENGLISH_STOP_WORDS)
 
@@ -144,4 +145,22 @@ def add_search_events(ds: Dataset, fraction: float, seed: int) -> Dataset:
         items_with_query=len(with_query),
         distinct_queries=len(set(with_query)),
     )
-    return Dataset(ds.name, list(ds.items), list(ds.users), sequences, ds.source, meta)
+    out = Dataset(ds.name, list(ds.items), list(ds.users), sequences, ds.source, meta)
+    warn_if_no_search(out)
+    return out
+
+
+def warn_if_no_search(ds: Dataset) -> None:
+    """A DataWarning when search twins were asked for but none could be made (no item has a query).
+
+    Shown once per process and dataset (the warnings module's default), also when the
+    dataset comes from the cache.
+    """
+    meta = ds.meta
+    if meta.get("search_fraction", 0) > 0 and meta.get("search_events_added") == 0:
+        without = ds.n_items - meta.get("items_with_query", 0)
+        warnings.warn(
+            f"{ds.source or ds.name}: {without:,} of {ds.n_items:,} items have no query (a query needs a "
+            "category path of at least two levels), so there are no search events and no search cases",
+            DataWarning,
+        )

@@ -17,6 +17,10 @@ class DataError(ValueError):
     """Bad input data; the message names the file (or source), field and value."""
 
 
+class DataWarning(UserWarning):
+    """Input data that loads but will not give what the run expects (e.g. no search events)."""
+
+
 @dataclass(frozen=True)
 class Item:
     id: str
@@ -80,6 +84,8 @@ def validate(ds: Dataset, min_user_events: int = 3) -> Dataset:
     src = ds.source or ds.name
     if not ds.items:
         raise DataError(f"{src}: empty catalogue (no items)")
+    if not ds.users:
+        raise DataError(f"{src}: no users")
     if len(ds.users) != len(ds.sequences):
         raise DataError(f"{src}: {len(ds.users)} users but {len(ds.sequences)} sequences")
     ids = [it.id for it in ds.items]
