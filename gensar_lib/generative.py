@@ -43,11 +43,9 @@ import contextlib
 import hashlib
 import json
 import math
-import os
 import random
 import re
 import shutil
-import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -58,6 +56,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from gensar_lib.artifacts import atomic_dir
 from gensar_lib.config import ConfigError, ModelConfig, TrainConfig, as_dict
 from gensar_lib.instructions import BEHAVIOUR_TOKENS
 
@@ -406,30 +405,6 @@ def pairs_fingerprint(pairs: Sequence[tuple[str, str]]) -> str:
 
 
 # --------------------------------------------------------------------------- checkpoints
-
-
-@contextlib.contextmanager
-def atomic_dir(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary folder beside ``path``; on success it replaces ``path`` in two renames.
-
-    If the process dies between the renames, the old folder survives as
-    ``.<name>.old`` and :func:`_existing_dir` still finds it.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
-    old = path.parent / f".{path.name}.old"
-    try:
-        yield tmp
-        if old.exists():
-            shutil.rmtree(old)
-        if path.exists():
-            os.replace(path, old)
-        os.replace(tmp, path)
-        shutil.rmtree(old, ignore_errors=True)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
 
 
 def _existing_dir(path: Path) -> Path | None:

@@ -20,7 +20,7 @@ from typing import Literal
 import numpy as np
 import torch
 
-from gensar_lib.artifacts import ArtifactCache, code_fingerprint, write_json
+from gensar_lib.artifacts import ArtifactCache, atomic_dir, code_fingerprint, write_json
 from gensar_lib.config import Profile, fingerprint
 from gensar_lib.data.pipeline import PreparedData
 from gensar_lib.embeddings import cached_collaborative_embeddings, cached_semantic_embeddings
@@ -33,7 +33,6 @@ from gensar_lib.identifiers import (
 )
 from gensar_lib.decoding import ItemTrie, constrained_beam_search, ranked_items
 from gensar_lib.generative import (
-    atomic_dir,
     behaviour_and_identifier_tokens,
     build_model,
     load_best,
