@@ -33,8 +33,10 @@ def _identifiers(args: argparse.Namespace) -> None:
 
 
 def _train(args: argparse.Namespace) -> None:
+    """metrics.json (the same for the same seed and profile) and run.json (timings and provenance)."""
     from gensar_lib.artifacts import write_json
     from gensar_lib.data.pipeline import prepare_data
+    from gensar_lib.generative import TIMING_KEYS
     from gensar_lib.pipeline import all_identifiers, eval_subset, evaluate_generative, train_generative
 
     profile = load_profile(args.profile)
@@ -42,14 +44,37 @@ def _train(args: argparse.Namespace) -> None:
     ids = all_identifiers(prepared, profile, kinds=("gensar",))["gensar"].ids
     gen = train_generative(prepared, ids, profile)
     cases, candidates = eval_subset(prepared.split.test, prepared.candidates["test"],
-                                    profile.eval.max_eval_users, profile.seed)
+                                    profile.eval.max_eval_users, profile.data.seed)
     metrics = evaluate_generative(gen, cases, candidates, profile)
     report = {"dataset": prepared.dataset.name, "profile": profile.name, "test_cases": len(cases),
-              "metrics": metrics, "training": gen.history}
+              "metrics": metrics, "training": [{k: v for k, v in h.items() if k not in TIMING_KEYS}
+                                               for h in gen.history]}
     print(f"wrote {write_json(Path(args.out) / 'metrics.json', report)}")
+    seconds = gen.history[-1]["train_seconds"] if gen.history else 0.0
+    run = provenance(sys.argv) | {"train_seconds": seconds, "t5_folder": str(gen.folder),
+                                  "timings": [{k: h.get(k) for k in ("round", "step", *TIMING_KEYS)}
+                                              for h in gen.history]}
+    print(f"wrote {write_json(Path(args.out) / 'run.json', run)} (training took {seconds / 60:.1f} min)")
     for task, by_protocol in metrics.items():
         for protocol, row in by_protocol.items():
             print(f"{task:<6} {protocol:<8} " + "  ".join(f"{k} {v:.4f}" for k, v in row.items()))
+
+
+def provenance(argv: list[str]) -> dict:
+    """Command, date, machine, load and code fingerprint of a run (README results cite them)."""
+    import os
+    import platform
+    import time
+
+    import torch
+
+    from gensar_lib.artifacts import code_fingerprint
+
+    return {"command": "python -m gensar_lib " + " ".join(argv[1:]),
+            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+            "machine": f"{platform.machine()} {os.cpu_count()} CPUs, {platform.platform()}",
+            "torch_threads": torch.get_num_threads(), "load_average": os.getloadavg(),
+            "code": code_fingerprint(Path(__file__).parent)}
 
 
 def _ablation(args: argparse.Namespace) -> None:

@@ -538,7 +538,7 @@ def check_last_events(fn: Callable) -> bool:
     """Exercise 4.2: ``fn(history, length)`` -> the events ``render_history(history, ids, length)`` writes."""
 
     def body(student):
-        from gensar_lib.instructions import render_event, render_history
+        from gensar_lib.instructions import render_events, render_history
 
         ids = _fake_ids()
         for history, length in _last_events_cases():
@@ -546,7 +546,7 @@ def check_last_events(fn: Callable) -> bool:
             got = student(list(history), length)
             try:
                 got = list(got)
-                got_text = "; ".join(render_event(e, ids) for e in got) or "none"
+                got_text = render_events(got, ids)
             except Exception as exc:  # noqa: BLE001
                 raise _Fail(f"return a list of the history's events ({_short(exc, 80)})") from exc
             if got_text == expected_text:

@@ -124,6 +124,7 @@ class TrainConfig:
     length_window: int = 50  # batches per length-sorted window (0: plain shuffled batches)
     weight_decay: float = 1e-7  # official run script
     grad_clip: float = 1.0  # max gradient norm (Hugging Face Trainer default)
+    label_smoothing: float = 0.0  # on the response tokens' cross-entropy
     max_source_length: int = 256  # longer prompts lose their oldest tokens
     max_target_length: int = 64
     checkpoint_every: int = 0  # steps between mid-epoch resumable checkpoints; 0: epoch ends only

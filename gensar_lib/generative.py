@@ -562,10 +562,17 @@ def _load_last(out_dir: Path, model: Any, optimizer: Any, scheduler: Any,
     return _Progress(**state["progress"])
 
 
+def response_loss(model: Any, batch: dict[str, torch.Tensor], label_smoothing: float = 0.0) -> torch.Tensor:
+    """Mean cross-entropy of the response tokens (labels -100 skipped); the model's own loss when not smoothed."""
+    logits = model(**batch).logits
+    return torch.nn.functional.cross_entropy(logits.flatten(0, 1), batch["labels"].flatten(),
+                                             ignore_index=LABEL_IGNORE, label_smoothing=label_smoothing)
+
+
 def _train_step(model: Any, batch: dict[str, torch.Tensor], optimizer: Any, scheduler: Any,
-                grad_clip: float) -> float:
+                grad_clip: float, label_smoothing: float = 0.0) -> float:
     """One optimiser step on one batch; the mean cross-entropy of its response tokens."""
-    loss = model(**batch).loss
+    loss = response_loss(model, batch, label_smoothing)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     if grad_clip > 0:
@@ -737,7 +744,7 @@ def _run_steps(model: Any, data: EncodedPairs, lengths: list[int], optimizer: An
             start = time.perf_counter()
             rows = plan[state.step % steps_per_epoch]
             batch = collate([data.sources[i] for i in rows], [data.targets[i] for i in rows])
-            loss = _train_step(model, batch, optimizer, scheduler, cfg.grad_clip)
+            loss = _train_step(model, batch, optimizer, scheduler, cfg.grad_clip, cfg.label_smoothing)
             seconds = time.perf_counter() - start
             state.round_seconds += seconds
             state.train_seconds += seconds

@@ -10,10 +10,15 @@ Task families (``shared/reference/gensar-method.md`` section 3):
   doc2query model; here the item's category-path query (``query_from_categories``) plays that role.
 
 A history is the last ``H`` recommendation events (``<rec_item>`` + collaborative ID) and the last
-``H`` search sessions (``<src_query>`` query ``<src_item>`` + semantic ID), merged in time order and
-joined with "; ". Identifier tokens are written without spaces between them. The templates are our
-own paraphrases (the paper's are not published); each training instance draws one with a seed,
-evaluation always uses the first.
+``H`` search sessions (``<src_query>`` query ``<src_item>`` + semantic ID), merged in time order.
+Identifier tokens are written without spaces between them. The templates are our own paraphrases (the
+paper's are not published); each training instance draws one with a seed, evaluation always uses the
+first.
+
+Departure: the paper joins history entries with "; "; we join them with a space
+(:data:`HISTORY_SEPARATOR`). Every entry starts with a behaviour token, which already delimits it,
+and with the corpus-trained tokenizer "; " cost two tokens per entry: about a quarter of a prompt's
+tokens, hence of the encoder's training time (notebook 04; README, departures).
 """
 from __future__ import annotations
 
@@ -30,6 +35,7 @@ from gensar_lib.identifiers import ItemIdentifiers
 REC_TOKEN, SRC_TOKEN, QUERY_TOKEN = "<rec_item>", "<src_item>", "<src_query>"
 BEHAVIOUR_TOKENS = (REC_TOKEN, SRC_TOKEN, QUERY_TOKEN)
 TASK_FAMILIES = ("NRIP", "NSIP", "NSQP", "ITEM2ID", "ID2ITEM", "QUERY2ID")
+HISTORY_SEPARATOR = " "  # between history entries (the paper: "; "; see the module docstring)
 TITLE_WORDS = 24  # item text in alignment prompts is cut to this many words
 
 TEMPLATES: dict[str, tuple[str, ...]] = {
@@ -117,12 +123,21 @@ def render_event(ev: Event, ids: ItemIdentifiers) -> str:
     return f"{QUERY_TOKEN} {ev.query} {identifier(ids, ev.item, 'search')}"
 
 
-def render_history(history: Sequence[Event], ids: ItemIdentifiers, length: int) -> str:
-    """The last ``length`` events of each task, merged in time order, joined with '; '."""
+def kept_events(history: Sequence[Event], length: int) -> list[Event]:
+    """The last ``length`` events of each task, merged in time order (what a prompt shows)."""
     rec = [e for e in history if e.query is None][-length:] if length else []
     search = [e for e in history if e.query is not None][-length:] if length else []
-    kept = sorted(rec + search, key=lambda e: e.time)
-    return "; ".join(render_event(e, ids) for e in kept) or "none"
+    return sorted(rec + search, key=lambda e: e.time)
+
+
+def render_events(events: Sequence[Event], ids: ItemIdentifiers) -> str:
+    """Events as prompt text, joined by :data:`HISTORY_SEPARATOR`; ``none`` for no event."""
+    return HISTORY_SEPARATOR.join(render_event(e, ids) for e in events) or "none"
+
+
+def render_history(history: Sequence[Event], ids: ItemIdentifiers, length: int) -> str:
+    """The last ``length`` events of each task, merged in time order, as prompt text (notebook 04)."""
+    return render_events(kept_events(history, length), ids)
 
 
 def _item_text(ds: Dataset, item: int) -> str:

@@ -363,7 +363,7 @@ def train_generative(
         tokenizer = work_tokenizer(work, prepared, pairs, ids, profile)
         model = build_model(profile.model, tokenizer, profile.seed)
         val_cases, val_cands = eval_subset(split.valid, prepared.candidates["valid"],
-                                           profile.eval.max_eval_users, profile.seed)
+                                           profile.eval.max_eval_users, profile.data.seed)
 
         def validate(m) -> float:
             return validation_score(GenerativeModel(m, tokenizer, ids, [], folder), val_cases, val_cands, profile)

@@ -393,3 +393,66 @@ def test_resume_refuses_another_tokenizer_and_says_it_resumes(tokenizer, tmp_pat
           progress=False, stop_after_steps=2)
     with pytest.raises(ConfigError, match="tokenizer"):
         train(build_model(TINY, other, seed=0), other, PAIRS, tiny_cfg(epochs=4), tmp_path / "b", progress=False)
+
+
+def test_response_loss_is_the_models_own_loss(tokenizer):
+    from gensar_lib.generative import response_loss
+
+    model = build_model(TINY, tokenizer, seed=0).eval()
+    enc = encode_pairs(tokenizer, PAIRS)
+    batch = collate(enc.sources, enc.targets)
+    with torch.no_grad():
+        assert torch.allclose(response_loss(model, batch), model(**batch).loss, atol=1e-6)
+        assert response_loss(model, batch, 0.1) > response_loss(model, batch)
+
+
+KILL_SCRIPT = """
+import hashlib, json, os, signal, sys
+import torch
+torch.set_num_threads(1)
+import gensar_lib.generative as G
+from tests.test_generative import PAIRS, TINY, tiny_cfg, IDENTIFIERS, WORDS
+out, kill_at = sys.argv[1], int(sys.argv[2])
+tokenizer = G.train_tokenizer([t for p in PAIRS for t in p] + WORDS * 3, vocab_size=120, special_tokens=IDENTIFIERS)
+step = G._train_step
+def maybe_die(*args, **kw):
+    maybe_die.calls += 1
+    if maybe_die.calls == kill_at:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return step(*args, **kw)
+maybe_die.calls = 0
+G._train_step = maybe_die
+model = G.build_model(TINY.__class__(**{**TINY.__dict__, "dropout_rate": 0.2}), tokenizer, seed=1)
+batch = G.collate(*G.encode_pairs(tokenizer, PAIRS).__dict__.values())
+def validate(m):
+    return -float(m(**batch).loss)
+result = G.train(model, tokenizer, PAIRS, tiny_cfg(epochs=3, batch_size=3, checkpoint_every=2), out, validate,
+                 seed=3, progress=True)
+digest = hashlib.sha256(b"".join(v.numpy().tobytes() for v in model.state_dict().values())).hexdigest()
+history = [{k: v for k, v in e.items() if k not in G.TIMING_KEYS} for e in result.history]
+print(json.dumps({"weights": digest, "history": history, "best": result.best_score,
+                  "resumed_from": result.resumed_from_step}))
+"""
+
+
+@pytest.mark.slow
+def test_sigkill_mid_epoch_then_rerun_equals_the_uninterrupted_run(tmp_path):
+    import subprocess
+    import sys
+
+    from gensar_lib.config import REPO_ROOT
+
+    def run(folder, kill_at: int) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-c", KILL_SCRIPT, str(tmp_path / folder), str(kill_at)],
+                              cwd=REPO_ROOT, capture_output=True, text=True)
+
+    full = run("full", 0)
+    assert full.returncode == 0, full.stderr
+    killed = run("cut", 7)  # 4 steps per epoch, checkpoint every 2: dies in epoch 2 after the step-6 checkpoint
+    assert killed.returncode == -9
+    resumed = run("cut", 0)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming" in resumed.stdout + resumed.stderr and "from step 6/12" in resumed.stdout + resumed.stderr
+    a, b = json.loads(full.stdout.splitlines()[-1]), json.loads(resumed.stdout.splitlines()[-1])
+    assert b.pop("resumed_from") == 6 and a.pop("resumed_from") is None
+    assert a == b  # same final weights, history and validation scores

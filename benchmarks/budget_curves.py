@@ -1,0 +1,160 @@
+"""Budget curves: validation score against wall-clock training minutes, one line per candidate recipe.
+
+Run from the repository root::
+
+    .venv/bin/python benchmarks/budget_curves.py [--dataset FOLDER | synthetic] [--candidates a,b]
+        [--steps N] [--jobs 2] [--threads 1]
+
+Each candidate is the ``small`` profile with a few fields overridden (:data:`CANDIDATES`). It is
+trained with ``gensar_lib.pipeline.train_generative`` (the artifact cache keys it, so a rerun only
+plots) for ``--steps`` optimiser steps over all training instructions, validated every
+``--eval-every`` steps on the profile's validation users (mean NDCG@5 of both tasks, the
+checkpoint criterion), and its best checkpoint is scored on the test users (sampled and full
+ranking). The x axis is the cumulative training time of each validation round (validation
+excluded), so candidates of different speed compare at the same wall-clock budget.
+
+``--jobs 2`` trains two candidates at once, each in its own process with ``--threads`` threads:
+on the 2-core machine that halves the time of a sweep, and every candidate sees the same load, so
+the curves compare fairly with each other (not with a quiet-machine run). Writes
+``figures/05_t5_training/budget_curves_<dataset>.{png,csv}`` and ``budget_curves_<dataset>.json``
+(histories, test metrics, provenance).
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from gensar_lib.config import REPO_ROOT, Profile, load_profile  # noqa: E402
+
+OFFICE_DIR = REPO_ROOT.parent / "shared" / "data" / "amazon-office"
+
+# name -> {"section.field": value} overrides of the small profile
+CANDIDATES: dict[str, dict[str, Any]] = {
+    "baseline": {},
+    "lr 1e-2": {"train.lr": 1e-2},
+    "no dropout": {"model.dropout_rate": 0.0},
+    "lr 1e-2 + no dropout": {"train.lr": 1e-2, "model.dropout_rate": 0.0},
+    "batch 128 + lr 6e-3": {"train.batch_size": 128, "train.lr": 6e-3},
+    "history 3": {"train.history_length": 3},
+    "d256": {"model.d_model": 256, "model.d_ff": 1024, "model.d_kv": 64},
+    "4+4 layers": {"model.num_layers": 4},
+    "warm-up 5%": {"train.warmup_ratio": 0.05},
+    "label smoothing 0.1": {"train.label_smoothing": 0.1},
+}
+
+
+def candidate_profile(name: str, steps: int, eval_every: int) -> Profile:
+    """The small profile with the candidate's overrides and the sweep's step budget."""
+    profile = load_profile("small")
+    sections: dict[str, dict[str, Any]] = {"train": {"max_steps": steps, "eval_every": eval_every}}
+    for key, value in CANDIDATES[name].items():
+        section, field = key.split(".")
+        sections.setdefault(section, {})[field] = value
+    return dataclasses.replace(profile, **{s: dataclasses.replace(getattr(profile, s), **f)
+                                           for s, f in sections.items()})
+
+
+def run_candidate(name: str, spec: str, steps: int, eval_every: int) -> dict[str, Any]:
+    """Train (or load) one candidate and score its best checkpoint on the test users."""
+    from gensar_lib.data.pipeline import prepare_data
+    from gensar_lib.pipeline import all_identifiers, eval_subset, evaluate_generative, train_generative
+
+    profile = candidate_profile(name, steps, eval_every)
+    prepared = prepare_data(spec, profile)
+    ids = all_identifiers(prepared, profile, kinds=("gensar",), progress=False)["gensar"].ids
+    gen = train_generative(prepared, ids, profile, progress=False)
+    cases, candidates = eval_subset(prepared.split.test, prepared.candidates["test"],
+                                    profile.eval.max_eval_users, profile.data.seed)
+    return {"candidate": name, "overrides": CANDIDATES[name], "history": gen.history,
+            "test": evaluate_generative(gen, cases, candidates, profile), "t5_folder": str(gen.folder)}
+
+
+def plot(results: list[dict[str, Any]], dataset: str, out: Path) -> Path:
+    """One figure: validation score against training minutes, a line per candidate."""
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    from gensar_lib.plots import save_fig, use_style
+
+    use_style()
+    rows = [{"candidate": r["candidate"], "minutes": h["train_seconds"] / 60, "step": h["step"],
+             "epoch": h["epoch"], "val_score": h["val_score"], "train_loss": h["train_loss"]}
+            for r in results for h in r["history"]]
+    frame = pd.DataFrame(rows)
+    fig, ax = plt.subplots()
+    for name, part in frame.groupby("candidate", sort=False):
+        ax.plot(part["minutes"], part["val_score"], marker="o", ms=3, label=name)
+    ax.set(xlabel="training minutes (validation excluded)", ylabel="validation mean NDCG@5",
+           title=f"Budget curves, small profile, {dataset}")
+    ax.legend(fontsize=8)
+    return save_fig(fig, "05_t5_training", f"budget_curves_{dataset}", frame, root=out)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--dataset", default=str(OFFICE_DIR) if OFFICE_DIR.exists() else "synthetic")
+    p.add_argument("--candidates", default="baseline", help=f"comma-separated, from: {', '.join(CANDIDATES)}")
+    p.add_argument("--steps", type=int, default=6000)
+    p.add_argument("--eval-every", type=int, default=500)
+    p.add_argument("--jobs", type=int, default=1)
+    p.add_argument("--threads", type=int, default=None, help="torch threads per job (default: 2 // jobs)")
+    p.add_argument("--out", default=str(REPO_ROOT / "figures"))
+    p.add_argument("--worker", default=None, help=argparse.SUPPRESS)  # one candidate, result JSON on stdout
+    args = p.parse_args()
+    import torch
+
+    threads = args.threads or max(1, 2 // args.jobs)
+    torch.set_num_threads(threads)
+    if args.worker:
+        print(json.dumps(run_candidate(args.worker, args.dataset, args.steps, args.eval_every)))
+        return
+    names = [n.strip() for n in args.candidates.split(",") if n.strip()]
+    unknown = [n for n in names if n not in CANDIDATES]
+    if unknown:
+        sys.exit(f"error: unknown candidates {unknown}; choose from {list(CANDIDATES)}")
+    dataset = "office" if "office" in args.dataset.lower() else Path(args.dataset).name
+    start, load = time.time(), os.getloadavg()
+    results: list[dict[str, Any]] = []
+    pending = list(names)
+    while pending:
+        batch, pending = pending[:args.jobs], pending[args.jobs:]
+        procs = [subprocess.Popen([sys.executable, __file__, "--worker", n, "--dataset", args.dataset,
+                                   "--steps", str(args.steps), "--eval-every", str(args.eval_every),
+                                   "--threads", str(threads)], stdout=subprocess.PIPE, text=True,
+                                  env={**os.environ, "OMP_NUM_THREADS": str(threads)})
+                 for n in batch]
+        for name, proc in zip(batch, procs):
+            out, _ = proc.communicate()
+            if proc.returncode:
+                sys.exit(f"error: candidate {name!r} failed (exit {proc.returncode})")
+            results.append(json.loads(out.strip().splitlines()[-1]))
+            r = results[-1]
+            best = max(r["history"], key=lambda h: h["val_score"])
+            test = r["test"]
+            print(f"{name:<24} best validation {best['val_score']:.4f} at {best['train_seconds'] / 60:.1f} min "
+                  f"(step {best['step']}); test HR@10 sampled rec {test['rec']['sampled']['HR@10']:.3f} "
+                  f"search {test['search']['sampled']['HR@10']:.3f}; full rec {test['rec']['full']['HR@10']:.3f} "
+                  f"search {test['search']['full']['HR@10']:.3f}", flush=True)
+    out = Path(args.out)
+    png = plot(results, dataset, out)
+    report = {"dataset": args.dataset, "steps": args.steps, "eval_every": args.eval_every, "jobs": args.jobs,
+              "threads": threads, "load_before": load, "wall_seconds": time.time() - start,
+              "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": platform.platform(),
+              "cpus": os.cpu_count(), "results": results}
+    from gensar_lib.artifacts import write_json
+
+    print(f"wrote {png} and {write_json(out / '05_t5_training' / f'budget_curves_{dataset}.json', report)}")
+
+
+if __name__ == "__main__":
+    main()
