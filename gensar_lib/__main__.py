@@ -22,14 +22,31 @@ def _stats(args: argparse.Namespace) -> None:
 
 def _identifiers(args: argparse.Namespace) -> None:
     from gensar_lib.data.pipeline import prepare_data
-    from gensar_lib.pipeline import all_identifiers, collision_table, write_identifier_files
+    from gensar_lib.pipeline import (all_identifiers, collision_table, identifier_structure, item_embeddings,
+                                     prefix_structure, structure_targets, write_identifier_files)
 
     profile = load_profile(args.profile)
-    results = all_identifiers(prepare_data(args.dataset, profile), profile)
-    for path in write_identifier_files(args.out, results):
+    prepared = prepare_data(args.dataset, profile)
+    results = all_identifiers(prepared, profile)
+    emb = item_embeddings(prepared, profile, progress=False)
+    structure = identifier_structure(prepared, emb, results, profile)
+    prefixes = prefix_structure(prepared, emb, results, profile)
+    for path in write_identifier_files(args.out, results, structure, prefixes):
         print(f"wrote {path}")
     for row in collision_table(results):
         print(f"{row['identifier']:<28} collisions {row['before']:.2%} -> {row['after']:.2%} ({row['strategy']})")
+    for row in structure_targets(structure):
+        concat = "" if row["floor_concatenated"] is None else f", on the concatenation {row['floor_concatenated']:.3f}"
+        print(f"AMI {row['target']:<48} {row['ami']:.3f} (residual k-means floor {row['floor']:.3f}{concat})")
+    for kind in results:
+        for depth in ("first_code", "shared_prefix"):
+            for label, agree in prefixes[kind][depth].items():
+                print(f"{kind:<14} {depth:<13} pairs sharing it with the same {label}: "
+                      f"{agree['share_same_label']:.1%} vs {agree['random_share_same_label']:.1%} of random pairs "
+                      f"(lift {agree['lift']:.1f})")
+        nxt = prefixes[kind]["next_item"]
+        print(f"{kind:<14} rec. test targets sharing the shared prefix of the last item: {nxt['share']:.1%} "
+              f"(chance {nxt['chance']:.1%})")
 
 
 def _train(args: argparse.Namespace) -> None:

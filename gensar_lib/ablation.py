@@ -45,6 +45,7 @@ from gensar_lib.pipeline import (
     eval_subset,
     evaluate_generative,
     identifier_model,
+    identifier_structure,
     identifiers,
     item_embeddings,
     train_generative,
@@ -222,10 +223,12 @@ class AblationResult:
     profile: str
     runs: list[dict[str, Any]]
     hparams: list[dict[str, Any]] = field(default_factory=list)
+    structure: dict[str, Any] = field(default_factory=dict)  # pipeline.identifier_structure of the profile seed
 
     def as_dict(self) -> dict[str, Any]:
         return {"dataset": self.dataset, "profile": self.profile,
-                "seeds": sorted({r["seed"] for r in self.runs}), "runs": self.runs, "hparams": self.hparams}
+                "seeds": sorted({r["seed"] for r in self.runs}), "runs": self.runs, "hparams": self.hparams,
+                "structure": self.structure}
 
 
 def run_ablation(prepared: PreparedData, profile: Profile, seeds: int = 1, methods: tuple[str, ...] | None = None,
@@ -245,7 +248,10 @@ def run_ablation(prepared: PreparedData, profile: Profile, seeds: int = 1, metho
         for seed in range(profile.seed, profile.seed + seeds):
             runs += run_baselines(prepared, profile, seed, cache)
     grid = hparam_grid(prepared, profile, cache) if hparams else []
-    return AblationResult(prepared.dataset.name, profile.name, runs, grid)
+    emb = item_embeddings(prepared, profile, cache, progress=False)
+    structure = identifier_structure(prepared, emb, all_identifiers(prepared, profile, cache=cache, progress=False),
+                                     profile)
+    return AblationResult(prepared.dataset.name, profile.name, runs, grid, structure)
 
 
 # ---------------------------------------------------------------------------
@@ -345,11 +351,21 @@ def plot_variants(runs: list[dict[str, Any]], protocol: str = "sampled", metric:
     return fig, data
 
 
+SINGLE_ID = ("semantic", "collaborative", "concatenated", "random")  # one ID serves both tasks
+
+
 def plot_collisions(frame: pd.DataFrame) -> tuple[plt.Figure, pd.DataFrame]:
-    """Fig. 5: collision rate of each variant's semantic and collaborative IDs, before and after handling."""
+    """Fig. 5: collision rate of each variant's identifiers, before and after handling.
+
+    A single-ID method (:data:`SINGLE_ID`) has one identifier for both tasks, so it is shown once;
+    GenSAR and the separate IDs show their semantic and their collaborative ID.
+    """
+    single = frame.method.isin(SINGLE_ID)
+    frame = frame[~single | ~frame.duplicated("method")]
     data = frame.melt(id_vars=["method", "identifier"], value_vars=["before", "after"], var_name="stage",
                       value_name="collision_rate")
-    data["label"] = [f"{LABELS[m]}\n{i} ID" for m, i in zip(data.method, data.identifier)]
+    data["label"] = [LABELS[m] if m in SINGLE_ID else f"{LABELS[m]}\n{i} ID"
+                     for m, i in zip(data.method, data.identifier)]
     fig, ax = plt.subplots(figsize=(10, 4))
     labels = list(dict.fromkeys(data.label))
     x = np.arange(len(labels))

@@ -196,6 +196,7 @@ def _small() -> Profile:
     # CPU budget: a number of optimiser steps over ALL instructions (chosen by budget curves, notebook 05).
     return Profile(
         name="small",
+        quantize=QuantizeConfig(batch_size=256),  # 1,152-2,420 items: 5-10 codebook updates per epoch, not 1-3
         train=TrainConfig(max_steps=6000, eval_every=1000),
         eval=EvalConfig(max_eval_users=500),
     )

@@ -10,7 +10,8 @@ Level letters run ``a, b, c, ...``; the number is the code index. (The
 official code spells the collaborative tokens ``<collaborate_a_5>``; this suite
 uses ``<collab_a_5>``.) Codes come from :mod:`gensar_lib.quantize`
 (``JointRQVAE.encode_codes``); this module turns them into tokens, handles
-collisions (two items, one ID), measures the codes and exports JSON-able
+collisions (two items, one ID), measures the codes (collision rate, usage and entropy
+live in :mod:`gensar_lib.codestats` and are re-exported here) and exports JSON-able
 dicts. It does no file I/O.
 
 Collision strategies (:func:`handle_collisions`):
@@ -37,6 +38,7 @@ from typing import Literal, Mapping, Sequence
 
 import numpy as np
 
+from gensar_lib.codestats import as_codes, code_entropy, code_usage, collision_rate, group_ids
 from gensar_lib.config import QuantizeConfig
 from gensar_lib.quantize import SINKHORN_ITERS, level_letter, sinkhorn
 
@@ -162,15 +164,7 @@ def _item_ids(n: int, item_ids: Sequence | None) -> tuple[str, ...]:
     return ids
 
 
-def _as_codes(codes, name: str, n: int | None = None) -> np.ndarray:
-    arr = np.asarray(codes)
-    if arr.ndim == 1:
-        arr = arr[:, None]
-    if arr.ndim != 2 or not np.issubdtype(arr.dtype, np.integer):
-        raise ValueError(f"{name} must be an integer array [N, levels], got {arr.dtype} {arr.shape}")
-    if n is not None and len(arr) != n:
-        raise ValueError(f"{name} has {len(arr)} rows, expected {n}")
-    return arr.astype(np.int64)
+_as_codes = as_codes
 
 
 def _row_tokens(kinds: Sequence[tuple[str, int]], row: Sequence[int], dedup: int | None):
@@ -237,25 +231,7 @@ def single_identifiers(
 # ---------------------------------------------------------------------------
 
 
-def _group_ids(codes) -> tuple[np.ndarray, int]:
-    """Per row, the index of its distinct value; and the number of distinct rows."""
-    if isinstance(codes, np.ndarray) and codes.dtype != object:
-        arr = codes[:, None] if codes.ndim == 1 else codes
-        if len(arr) == 0:
-            return np.zeros(0, np.int64), 0
-        _, inverse = np.unique(arr, axis=0, return_inverse=True)
-        inverse = inverse.reshape(-1)
-        return inverse, int(inverse.max()) + 1
-    lookup: dict = {}
-    inverse = np.fromiter((lookup.setdefault(tuple(r), len(lookup)) for r in codes), np.int64)
-    return inverse, len(lookup)
-
-
-def collision_rate(codes) -> float:
-    """``(N - #distinct identifiers) / N``; codes ``[N, L]`` ints or a sequence of token tuples."""
-    inverse, distinct = _group_ids(codes)
-    n = len(inverse)
-    return (n - distinct) / n if n else 0.0
+_group_ids = group_ids
 
 
 def collision_groups(codes) -> list[np.ndarray]:
@@ -265,27 +241,6 @@ def collision_groups(codes) -> list[np.ndarray]:
     splits = np.flatnonzero(np.diff(inverse[order])) + 1
     groups = [g for g in np.split(order, splits) if len(g) > 1]
     return sorted(groups, key=lambda g: int(g[0]))
-
-
-def code_usage(codes, codebook_size: int) -> np.ndarray:
-    """Per level: distinct codes used / ``codebook_size`` (1-D codes count as one level)."""
-    arr = _as_codes(codes, "codes")
-    return np.array([len(np.unique(arr[:, lv])) / codebook_size for lv in range(arr.shape[1])])
-
-
-def code_entropy(codes, codebook_size: int, normalise: bool = True) -> np.ndarray:
-    """Per level: entropy in bits of the code distribution; divided by log2(K) if ``normalise``.
-
-    1.0 (normalised) means all K codes used equally often; 0 means one code.
-    """
-    arr = _as_codes(codes, "codes")
-    out = []
-    for lv in range(arr.shape[1]):
-        counts = np.bincount(arr[:, lv], minlength=codebook_size)
-        p = counts[counts > 0] / counts.sum()
-        h = float(-(p * np.log2(p)).sum()) if len(p) else 0.0
-        out.append(h / np.log2(codebook_size) if normalise and codebook_size > 1 else h)
-    return np.array(out) + 0.0  # + 0.0 turns -0.0 into 0.0
 
 
 def code_stats(codes, codebook_size: int, names: Sequence[str] | None = None) -> dict:
@@ -507,8 +462,8 @@ def build_single_identifiers(
 # ---------------------------------------------------------------------------
 
 
-def _position_codes(idents: Sequence[tuple[str, ...]]) -> dict[str, np.ndarray]:
-    """``{level name: codes [N]}`` from token tuples (dedup positions skipped)."""
+def position_codes(idents: Sequence[tuple[str, ...]]) -> dict[str, np.ndarray]:
+    """``{level name: codes [N]}`` from one token tuple per item (dedup positions skipped)."""
     out: dict[str, list[int]] = {}
     for ident in idents:
         for tok in ident:
@@ -518,13 +473,18 @@ def _position_codes(idents: Sequence[tuple[str, ...]]) -> dict[str, np.ndarray]:
     return {k: np.asarray(v, np.int64) for k, v in out.items()}
 
 
+def all_level_codes(ids: ItemIdentifiers) -> dict[str, np.ndarray]:
+    """``{level name: codes [N]}`` of both IDs: the semantic ID's levels, then the collaborative-only ones."""
+    return {**position_codes(ids.semantic), **position_codes(ids.collaborative)}
+
+
 def identifier_stats(
     ids: ItemIdentifiers, reports: Mapping[str, CollisionReport] | CollisionReport | None = None
 ) -> dict:
     """JSON-able summary: collision rates, items per ID, per-level usage and entropy."""
     n = len(ids)
     shared_len = sum(1 for t in ids.semantic[0] if parse_token(t)[0] == SHARED) if n else 0
-    levels = {**_position_codes(ids.semantic), **_position_codes(ids.collaborative)}
+    levels = all_level_codes(ids)
     stats = {
         "n_items": n,
         "codebook_size": ids.codebook_size,

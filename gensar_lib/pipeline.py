@@ -7,6 +7,11 @@ Identifier types (the paper's Fig. 5):
   collaborative ID (shared + collaborative codes);
 - ``semantic`` / ``collaborative`` / ``concatenated``: a TIGER-style RQ-VAE over one embedding
   (the concatenation of both, for the last), giving one ID used for both tasks.
+
+``identifier_structure`` measures what the codes carry (notebook 03, section 5): per level AMI, NMI
+and purity with the planted leaf and bundle (synthetic world) or the leaf category (Amazon), the
+same for plain residual k-means on each input embedding (the floor), how often item pairs sharing a
+prefix share a label, and how often a recommendation target shares its prefix with the previous item.
 """
 from __future__ import annotations
 
@@ -21,6 +26,7 @@ import numpy as np
 import torch
 
 from gensar_lib.artifacts import ArtifactCache, atomic_dir, code_fingerprint, write_json
+from gensar_lib.codestats import next_item_prefix_match, pair_agreement, structure_measures
 from gensar_lib.config import Profile, fingerprint
 from gensar_lib.data.pipeline import PreparedData
 from gensar_lib.embeddings import cached_collaborative_embeddings, cached_semantic_embeddings
@@ -29,6 +35,7 @@ from gensar_lib.identifiers import (
     build_joint_identifiers,
     build_single_identifiers,
     identifier_stats,
+    all_level_codes,
     to_json,
 )
 from gensar_lib.decoding import ItemTrie, constrained_beam_search, ranked_items
@@ -48,13 +55,15 @@ from gensar_lib.instructions import (
     training_instructions,
 )
 from gensar_lib.metrics import MISSING, ndcg, rank_of, summarize
-from gensar_lib.quantize import JointRQVAE, SingleRQVAE, train_rqvae
+from gensar_lib.quantize import JointRQVAE, SingleRQVAE, kmeans, level_names, train_rqvae
 
 IdentifierType = Literal["gensar", "semantic", "collaborative", "concatenated"]
 IDENTIFIER_TYPES: tuple[str, ...] = ("gensar", "semantic", "collaborative", "concatenated")
 STRATEGY = "paper"
 SINGLE_LABELS = {"semantic": "semantic-only", "collaborative": "collaborative-only", "concatenated": "concatenated"}
-SELECT = "best_collision"  # the official checkpoint choice: the epoch with the fewest collisions
+# The checkpoint rule: reconstruction from the codes plus code entropy (quantize.checkpoint_score).
+# Departure: the official code keeps the epoch with the fewest collisions ("best_collision").
+SELECT = "recon_entropy"
 _CODE = Path(__file__).parent
 
 
@@ -137,7 +146,7 @@ def identifier_model(
         state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         return IdentifierModel(kind, state, history.as_dict(), tuple(x.shape[1] for x in inputs))
 
-    key_inputs = [emb.fingerprint(), code_fingerprint(_CODE / "quantize.py")]
+    key_inputs = [emb.fingerprint(), code_fingerprint(_CODE / "quantize.py", _CODE / "codestats.py")]
     return cache.cached(f"rqvae_{kind}", {"quantize": profile.quantize, "seed": profile.seed, "select": SELECT},
                         make, key_inputs)
 
@@ -191,11 +200,130 @@ def collision_table(results: dict[str, Identifiers]) -> list[dict]:
     return rows
 
 
-def write_identifier_files(out: str | Path, results: dict[str, Identifiers]) -> tuple[Path, Path]:
-    """``identifiers.json`` (GenSAR IDs per item) and ``identifier_stats.json`` (all types), atomically."""
+def structure_labels(prepared: PreparedData) -> dict[str, np.ndarray]:
+    """Known labels per item: planted ``leaf`` and ``bundle`` (synthetic world), else the leaf
+    ``category`` (the full category path; -1 for items without one)."""
+    if prepared.world is not None:
+        return {"leaf": np.asarray(prepared.world.item_leaf), "bundle": np.asarray(prepared.world.item_bundle)}
+    paths = [" > ".join(it.categories) for it in prepared.dataset.items]
+    index = {p: i for i, p in enumerate(sorted(set(paths) - {""}))}
+    return {"category": np.array([index.get(p, -1) for p in paths], np.int64)}
+
+
+def kmeans_floor(x: np.ndarray, codebook_size: int, n_levels: int, seed: int, kind: str) -> dict[str, np.ndarray]:
+    """Plain residual k-means on an embedding (no encoder, no training): ``{level name: codes}``.
+
+    The floor the trained identifiers are compared with: what the input embedding gives without a
+    learned latent. Level l is seeded ``(seed, 0, l)``, as in notebook 02.
+    """
+    residual, out = np.asarray(x, np.float64), {}
+    for level, name in enumerate(level_names(kind, n_levels)):
+        km = kmeans(residual, codebook_size, seed=(seed, 0, level))
+        residual = residual - km.centroids[km.labels]
+        out[name] = km.labels
+    return out
+
+
+def _previous_items(prepared: PreparedData) -> tuple[list[int], list[int]]:
+    """(target, last earlier recommendation item) of every recommendation test case that has one."""
+    targets, previous = [], []
+    for case in prepared.split.test:
+        rec = [e for e in case.history if e.task == "rec"]
+        if case.task == "rec" and rec:
+            targets.append(case.target.item)
+            previous.append(rec[-1].item)
+    return targets, previous
+
+
+def _level_sets(emb: ItemEmbeddings, results: dict[str, Identifiers], profile: Profile) -> dict[str, dict]:
+    """``{type: {level name: codes}}``: each identifier type (after collision handling) and
+    ``kmeans:<embedding>`` for the semantic, collaborative and concatenated embeddings."""
+    q = profile.quantize
+    sets = {kind: all_level_codes(res.ids) for kind, res in results.items()}
+    for name in ("semantic", "collaborative", "concatenated"):
+        sets[f"kmeans:{name}"] = kmeans_floor(emb.inputs(name)[0], q.codebook_size,
+                                              q.shared_levels + q.specific_levels, profile.seed, name)
+    return sets
+
+
+def identifier_structure(prepared: PreparedData, emb: ItemEmbeddings, results: dict[str, Identifiers],
+                         profile: Profile) -> dict:
+    """What each level's codes carry: ``{type: {level name: {"ami_<label>", "nmi_<label>",
+    "purity_<label>"}}}`` (``structure`` in identifier_stats.json; notebook 03, section 5).
+
+    Labels from :func:`structure_labels`. Types: every identifier type of ``results`` (codes after
+    collision handling) and ``kmeans:semantic``, ``kmeans:collaborative``, ``kmeans:concatenated``,
+    plain residual k-means on that embedding (:func:`kmeans_floor`, the floor).
+    """
+    labels = structure_labels(prepared)
+    return {kind: {lv: structure_measures(c, labels) for lv, c in codes.items()}
+            for kind, codes in _level_sets(emb, results, profile).items()}
+
+
+def prefix_structure(prepared: PreparedData, emb: ItemEmbeddings, results: dict[str, Identifiers],
+                     profile: Profile) -> dict:
+    """How prefixes group items (``prefix_structure`` in identifier_stats.json; notebook 03).
+
+    Per type (as :func:`identifier_structure`): ``first_code`` and ``shared_prefix`` (the first
+    ``shared_levels`` codes of the semantic ID), each ``{label: pair_agreement}`` (of the item pairs
+    with that prefix, the share with the same label, against random pairs: the lift); and
+    ``next_item``: the share of recommendation test targets whose shared prefix equals that of the
+    user's last earlier recommendation item, with its chance level.
+    """
+    labels = structure_labels(prepared)
+    q = profile.quantize
+    n_levels, lm = q.shared_levels + q.specific_levels, q.shared_levels
+    targets, previous = _previous_items(prepared)
+    out = {}
+    for kind, codes in _level_sets(emb, results, profile).items():
+        ordered = np.stack(list(codes.values())[:n_levels], 1)  # the semantic ID's levels come first
+        out[kind] = {depth_name: {name: pair_agreement(ordered[:, :depth], lab) for name, lab in labels.items()}
+                     for depth_name, depth in (("first_code", 1), ("shared_prefix", lm))}
+        out[kind]["next_item"] = next_item_prefix_match(ordered[:, :lm], targets, previous)
+    return out
+
+
+def structure_targets(structure: dict) -> list[dict]:
+    """The AMI the issue's targets name, each beside its k-means floor (synthetic world only).
+
+    Rows: semantic-only first level vs leaf, collaborative-only first level vs bundle, and the best
+    level of each GenSAR ID (semantic ID vs leaf, collaborative ID vs bundle). The floor of a single
+    type is its own embedding's first k-means level; of a GenSAR ID, the best level of residual
+    k-means on that side's embedding (``floor``) and on the concatenation (``floor_concatenated``).
+    """
+    lv = structure
+    if "ami_leaf" not in next(iter(lv["gensar"].values())):
+        return []
+
+    def best(kind: str, label: str, prefixes: tuple[str, ...]) -> tuple[str, float]:
+        name = max((n for n in lv[kind] if n.startswith(prefixes)), key=lambda n: lv[kind][n][f"ami_{label}"])
+        return name, lv[kind][name][f"ami_{label}"]
+
+    rows = []
+    for kind, label in (("semantic", "leaf"), ("collaborative", "bundle")):
+        first = f"{kind}_a"
+        rows.append({"target": f"{kind}-only {first} vs {label}", "ami": lv[kind][first][f"ami_{label}"],
+                     "floor": lv[f"kmeans:{kind}"][first][f"ami_{label}"], "floor_concatenated": None})
+    for side, label, specific in (("semantic", "leaf", "semantic_"), ("collaborative", "bundle", "collab_")):
+        name, value = best("gensar", label, ("shared_", specific))
+        rows.append({"target": f"GenSAR {side} ID best level ({name}) vs {label}", "ami": value,
+                     "floor": best(f"kmeans:{side}", label, (side,))[1],
+                     "floor_concatenated": best("kmeans:concatenated", label, ("concatenated",))[1]})
+    return rows
+
+
+def write_identifier_files(out: str | Path, results: dict[str, Identifiers], structure: dict | None = None,
+                           prefixes: dict | None = None) -> tuple[Path, Path]:
+    """``identifiers.json`` (GenSAR IDs per item) and ``identifier_stats.json`` (all types; with
+    ``structure`` from :func:`identifier_structure` and ``prefix_structure`` from
+    :func:`prefix_structure` when given), atomically."""
     out = Path(out)
     ids_path = write_json(out / "identifiers.json", to_json(results["gensar"].ids))
     stats = {"collision_rates": collision_table(results), "types": {k: r.stats for k, r in results.items()}}
+    if structure is not None:
+        stats["structure"] = structure
+    if prefixes is not None:
+        stats["prefix_structure"] = prefixes
     return ids_path, write_json(out / "identifier_stats.json", stats)
 
 

@@ -34,14 +34,23 @@ Departures from the paper, stated once here and again where they happen:
   version exponentiates values near +-333 in float32, which overflows).
 * No learning-rate warm-up by default (official trainer: 50 linear warm-up
   epochs, then constant); ``train_rqvae(warmup_epochs=...)`` restores one.
+* The RQ-VAEs centre and rescale each input (:class:`Standardizer`) and update
+  their codebooks by exponential moving averages (``ema_decay``, see
+  :class:`VQLevel`) instead of by gradient; ``ema_decay=0`` restores the
+  official gradient codebooks.
+* The pipeline keeps the epoch chosen by :func:`checkpoint_score`
+  (reconstruction from the codes plus unused codebook capacity), not the
+  official one with the fewest collisions.
 
-Worth knowing (and showing): as in the official runs, collisions are often
-lowest right after k-means initialisation and creep up while reconstruction
-improves, and with large-scale inputs (e.g. unit-variance 64-d collaborative
-rows) the latent keeps spreading, so the VQ loss climbs while the
-reconstruction loss falls. Inputs on the scale of L2-normalised embeddings
-keep both in check; ``train_rqvae(select="best_collision")`` keeps the
-official ``best_collision_model`` epoch.
+Why (notebook 02, section 3): an untrained encoder is a random projection in
+which k-means finds little of the inputs' structure, so the official rule
+(fewest collisions) keeps that state: codes without structure collide
+least. With gradient codebooks at lr 1e-3 and two steps per epoch the
+codebooks cannot follow the moving latent, so the VQ loss climbs while
+reconstruction improves; EMA updates keep every code on the mean of its
+items. The inputs share a mean direction (MiniLM rows have a mean of norm
+0.4), which the random first layer turns into a common offset; centring
+removes it.
 """
 from __future__ import annotations
 
@@ -57,6 +66,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from gensar_lib.codestats import code_entropy, code_usage, collision_rate
 from gensar_lib.config import QuantizeConfig
 
 # Values the official code uses that QuantizeConfig does not carry.
@@ -64,6 +74,7 @@ SINKHORN_ITERS = 50  # official --sk_iters
 KMEANS_ITERS = 100  # official --kmeans_iters
 WEIGHT_DECAY = 1e-5  # official --weight_decay (AdamW)
 GRAD_CLIP = 1.0  # official clip_grad_norm_ max norm
+EMA_DECAY = 0.9  # codebook EMA per mini-batch in the RQ-VAEs (official: 0, gradient codebooks)
 
 def level_letter(level: int) -> str:
     """``0 -> 'a'``, ``1 -> 'b'``, ... (the level letters of identifier tokens)."""
@@ -280,6 +291,15 @@ class VQLevel(nn.Module):
 
     The codebook starts uniform in ``[-1/K, 1/K]`` (official init) until
     :meth:`init_kmeans` puts it on k-means centroids.
+
+    ``ema_decay > 0`` (departure; the RQ-VAEs use :data:`EMA_DECAY`): the
+    codebook is not a trained parameter but, after every training step (a
+    training-mode forward with gradients enabled; no-grad passes such as the
+    inference helpers leave it alone), the exponential moving average (decay ``ema_decay`` per batch) of the
+    residuals assigned to each code, as in VQ-VAE-2 and SoundStream. A code
+    nobody picks keeps its vector. The loss keeps both terms, but only the
+    commitment term has a gradient. ``ema_decay = 0`` is the official
+    gradient update.
     """
 
     def __init__(
@@ -290,20 +310,29 @@ class VQLevel(nn.Module):
         sinkhorn_epsilon: float = 0.0,
         sinkhorn_iters: int = SINKHORN_ITERS,
         generator: torch.Generator | None = None,
+        ema_decay: float = 0.0,
     ) -> None:
         super().__init__()
+        if not 0.0 <= ema_decay < 1.0:
+            raise ValueError(f"ema_decay must be in [0, 1), got {ema_decay}")
         self.codebook_size = codebook_size
         self.dim = dim
         self.beta = beta
         self.sinkhorn_epsilon = sinkhorn_epsilon
         self.sinkhorn_iters = sinkhorn_iters
-        self.codebook = nn.Parameter(torch.empty(codebook_size, dim))
+        self.ema_decay = ema_decay
+        self.codebook = nn.Parameter(torch.empty(codebook_size, dim), requires_grad=ema_decay == 0)
+        # EMA state: share of a batch's items per code and the share-weighted sum of their residuals
+        self.register_buffer("ema_share", torch.full((codebook_size,), 1.0 / codebook_size))
+        self.register_buffer("ema_sum", torch.zeros(codebook_size, dim))
         self.reset_parameters(generator)
 
     @torch.no_grad()
     def reset_parameters(self, generator: torch.Generator | None = None) -> None:
         k = self.codebook_size
         self.codebook.uniform_(-1.0 / k, 1.0 / k, generator=generator)
+        self.ema_share.fill_(1.0 / k)
+        self.ema_sum.copy_(self.codebook * self.ema_share[:, None])
 
     def distances(self, residual: torch.Tensor) -> torch.Tensor:
         """Squared Euclidean distances ``[N, K]`` from each residual to each code."""
@@ -326,7 +355,19 @@ class VQLevel(nn.Module):
         e = F.embedding(codes, self.codebook)  # its backward is deterministic on CPU; indexing is not
         loss = F.mse_loss(e, residual.detach()) + self.beta * F.mse_loss(residual, e.detach())
         quantised = residual + (e - residual).detach()
+        if self.training and self.ema_decay > 0 and torch.is_grad_enabled():  # a training step
+            self._ema_update(residual.detach(), codes)
         return quantised, codes, loss
+
+    @torch.no_grad()
+    def _ema_update(self, residual: torch.Tensor, codes: torch.Tensor) -> None:
+        """Move every code towards the mean of this batch's residuals assigned to it."""
+        g = self.ema_decay
+        onehot = F.one_hot(codes, self.codebook_size).to(residual.dtype)
+        self.ema_share.mul_(g).add_(onehot.mean(0), alpha=1 - g)
+        self.ema_sum.mul_(g).add_(onehot.t() @ residual / len(residual), alpha=1 - g)
+        live = self.ema_share > 1e-8
+        self.codebook.data[live] = self.ema_sum[live] / self.ema_share[live, None]
 
     @torch.no_grad()
     def init_kmeans(
@@ -336,6 +377,9 @@ class VQLevel(nn.Module):
         """Put the codebook on k-means centroids of ``residuals`` (see :func:`kmeans`)."""
         result = kmeans(residuals, self.codebook_size, seed=seed, iters=iters)
         self.codebook.copy_(torch.from_numpy(result.centroids).to(self.codebook))
+        share = np.bincount(result.labels, minlength=self.codebook_size) / len(result.labels)
+        self.ema_share.copy_(torch.from_numpy(share).to(self.ema_share))
+        self.ema_sum.copy_(self.codebook * self.ema_share[:, None])
         return result
 
 
@@ -377,6 +421,7 @@ class ResidualQuantizer(nn.Module):
         sinkhorn_epsilon: float = 0.0,
         sinkhorn_iters: int = SINKHORN_ITERS,
         generator: torch.Generator | None = None,
+        ema_decay: float = 0.0,
     ) -> None:
         super().__init__()
         if n_levels < 1:
@@ -390,6 +435,7 @@ class ResidualQuantizer(nn.Module):
                 sinkhorn_epsilon=sinkhorn_epsilon if i == n_levels - 1 else 0.0,
                 sinkhorn_iters=sinkhorn_iters,
                 generator=generator,
+                ema_decay=ema_decay,
             )
             for i in range(n_levels)
         )
@@ -456,6 +502,33 @@ def _reset_mlp(module: nn.Module, generator: torch.Generator) -> None:
             nn.init.zeros_(m.bias)
 
 
+class Standardizer(nn.Module):
+    """``(x - mean) / scale`` with the mean row and the mean norm of the centred rows of the data.
+
+    Departure (the official encoders read the raw embeddings): sentence-encoder rows share a large
+    mean direction, which a randomly initialised ReLU encoder maps to a common offset that hides the
+    differences between items; centring removes it, and the scale puts every input on the scale of
+    unit vectors. :meth:`fit` sets both from all items (``train_rqvae`` calls it through
+    ``init_codebooks``); until then it is the identity.
+    """
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(dim))
+        self.register_buffer("scale", torch.ones(()))
+
+    @torch.no_grad()
+    def fit(self, x: torch.Tensor) -> None:
+        self.mean.copy_(x.mean(0))
+        self.scale.copy_((x - self.mean).norm(dim=1).mean().clamp_min(1e-12))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.scale
+
+    def inverse(self, y: torch.Tensor) -> torch.Tensor:
+        return y * self.scale + self.mean
+
+
 def _loss_dict(total: torch.Tensor, recon: torch.Tensor, vq: torch.Tensor) -> dict:
     return {"loss": total, "recon_loss": recon, "vq_loss": vq}
 
@@ -501,7 +574,12 @@ class JointRQVAE(nn.Module):
 
     Departures: sizes from ``cfg`` (the CPU profiles use smaller hidden layers
     and 64/16 codes instead of the paper's 256), and MiniLM-384 / SASRec-64
-    inputs instead of BGE-768 / UniSAR. Parameters are initialised from
+    inputs instead of BGE-768 / UniSAR; each input is centred and rescaled
+    (:class:`Standardizer`; the decoders predict in that frame and their
+    output is mapped back, so the loss is the paper's MSE on the given
+    embeddings; ``standardize=False`` reads them raw, as the official code);
+    codebooks are updated by EMA (``ema_decay``, default :data:`EMA_DECAY`;
+    0 gives the official gradient codebooks). Parameters are initialised from
     ``seed`` with a private generator (the global RNG is never touched).
     """
 
@@ -514,8 +592,11 @@ class JointRQVAE(nn.Module):
         sinkhorn_last: bool = True,
         sinkhorn_iters: int = SINKHORN_ITERS,
         seed: int = 0,
+        ema_decay: float = EMA_DECAY,
+        standardize: bool = True,
     ) -> None:
         super().__init__()
+        self.standardize = standardize
         if cfg.shared_dim % 2 or cfg.specific_dim != cfg.shared_dim // 2:
             raise ValueError(
                 "JointRQVAE needs an even shared_dim and specific_dim == shared_dim // 2, got "
@@ -527,18 +608,20 @@ class JointRQVAE(nn.Module):
         half = cfg.shared_dim // 2
         self.half = half
         hidden = list(cfg.hidden_dims)
+        self.semantic_input = Standardizer(semantic_dim)
+        self.collab_input = Standardizer(collab_dim)
         self.semantic_encoder = mlp([semantic_dim, *hidden, half])
         self.collab_encoder = mlp([collab_dim, *hidden, half])
         self.semantic_decoder = mlp([half, *reversed(hidden), semantic_dim])
         self.collab_decoder = mlp([half, *reversed(hidden), collab_dim])
         eps = cfg.sinkhorn_epsilon if sinkhorn_last else 0.0
         k = cfg.codebook_size
-        self.shared = ResidualQuantizer(cfg.shared_levels, k, cfg.shared_dim, cfg.beta)
+        self.shared = ResidualQuantizer(cfg.shared_levels, k, cfg.shared_dim, cfg.beta, ema_decay=ema_decay)
         self.semantic_rq = ResidualQuantizer(
-            cfg.specific_levels, k, cfg.specific_dim, cfg.beta, eps, sinkhorn_iters
+            cfg.specific_levels, k, cfg.specific_dim, cfg.beta, eps, sinkhorn_iters, ema_decay=ema_decay
         )
         self.collab_rq = ResidualQuantizer(
-            cfg.specific_levels, k, cfg.specific_dim, cfg.beta, eps, sinkhorn_iters
+            cfg.specific_levels, k, cfg.specific_dim, cfg.beta, eps, sinkhorn_iters, ema_decay=ema_decay
         )
         self.reset_parameters(seed)
 
@@ -569,8 +652,9 @@ class JointRQVAE(nn.Module):
 
     # -- forward -----------------------------------------------------------
     def encode(self, semantic: torch.Tensor, collab: torch.Tensor) -> torch.Tensor:
-        """The concatenated latent ``[N, shared_dim]``."""
-        return torch.cat([self.semantic_encoder(semantic), self.collab_encoder(collab)], dim=-1)
+        """The concatenated latent ``[N, shared_dim]`` (inputs standardised first)."""
+        return torch.cat([self.semantic_encoder(self.semantic_input(semantic)),
+                          self.collab_encoder(self.collab_input(collab))], dim=-1)
 
     def _quantise(self, latent: torch.Tensor, use_sinkhorn: bool):
         sh = self.shared(latent)
@@ -596,8 +680,8 @@ class JointRQVAE(nn.Module):
         collab_q = sh.quantised[:, self.half:] + co.quantised
         losses = sh.level_losses + se.level_losses + co.level_losses
         return JointOutput(
-            semantic_hat=self.semantic_decoder(semantic_q),
-            collab_hat=self.collab_decoder(collab_q),
+            semantic_hat=self.semantic_input.inverse(self.semantic_decoder(semantic_q)),
+            collab_hat=self.collab_input.inverse(self.collab_decoder(collab_q)),
             vq_loss=torch.stack(losses).mean(),
             shared_codes=sh.codes,
             semantic_codes=se.codes,
@@ -646,14 +730,18 @@ class JointRQVAE(nn.Module):
 
     @torch.no_grad()
     def init_codebooks(self, semantic, collab, seed: int = 0, iters: int = KMEANS_ITERS) -> dict:
-        """k-means-initialise every level on all items' residuals, level by level.
+        """Fit the input standardisers, then k-means-initialise every level on all items' residuals.
 
         Shared levels first (on the encoder's latent), then the semantic and
         collaborative levels on the two halves of the shared residual.
         Returns ``{level name: inertia}``.
         """
         dev = self._device()
-        latent = self.encode(_to_tensor(semantic, dev), _to_tensor(collab, dev))
+        semantic, collab = _to_tensor(semantic, dev), _to_tensor(collab, dev)
+        if self.standardize:
+            self.semantic_input.fit(semantic)
+            self.collab_input.fit(collab)
+        latent = self.encode(semantic, collab)
         res_sh, rest = self.shared.init_kmeans(latent, seed, iters, tag=0)
         res_se, _ = self.semantic_rq.init_kmeans(rest[:, : self.half], seed, iters, tag=1)
         res_co, _ = self.collab_rq.init_kmeans(rest[:, self.half:], seed, iters, tag=2)
@@ -707,7 +795,8 @@ class SingleRQVAE(nn.Module):
     3 + a de-duplication digit) and ``latent_dim = shared_dim``. ``kind``
     names the levels (``<kind>_a``, ...) and the tokens built from them.
     Loss = MSE(x) + mean VQ loss over levels; the last level may use Sinkhorn
-    in training (``sinkhorn_last``). Same departures as :class:`JointRQVAE`.
+    in training (``sinkhorn_last``). Same departures as :class:`JointRQVAE`
+    (standardised input, EMA codebooks).
     """
 
     def __init__(
@@ -721,19 +810,23 @@ class SingleRQVAE(nn.Module):
         sinkhorn_last: bool = True,
         sinkhorn_iters: int = SINKHORN_ITERS,
         seed: int = 0,
+        ema_decay: float = EMA_DECAY,
+        standardize: bool = True,
     ) -> None:
         super().__init__()
+        self.standardize = standardize
         self.cfg = cfg
         self.kind = kind
         self.input_dim = input_dim
         self.n_levels = levels if levels is not None else cfg.shared_levels + cfg.specific_levels
         self.latent_dim = latent_dim or cfg.shared_dim
         hidden = list(cfg.hidden_dims)
+        self.input = Standardizer(input_dim)
         self.encoder = mlp([input_dim, *hidden, self.latent_dim])
         self.decoder = mlp([self.latent_dim, *reversed(hidden), input_dim])
         self.rq = ResidualQuantizer(
             self.n_levels, cfg.codebook_size, self.latent_dim, cfg.beta,
-            cfg.sinkhorn_epsilon if sinkhorn_last else 0.0, sinkhorn_iters,
+            cfg.sinkhorn_epsilon if sinkhorn_last else 0.0, sinkhorn_iters, ema_decay=ema_decay,
         )
         self.reset_parameters(seed)
 
@@ -752,13 +845,18 @@ class SingleRQVAE(nn.Module):
     def _device(self) -> torch.device:
         return next(self.parameters()).device
 
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """The latent ``[N, latent_dim]`` (input standardised first)."""
+        return self.encoder(self.input(x))
+
     def forward(self, x, use_sinkhorn: bool | None = None) -> SingleOutput:
         x = _to_tensor(x, self._device())
         if use_sinkhorn is None:
             use_sinkhorn = self.training
-        latent = self.encoder(x)
+        latent = self.encode(x)
         rq = self.rq(latent, use_sinkhorn=use_sinkhorn)
-        return SingleOutput(self.decoder(rq.quantised), rq.loss, rq.codes, latent, rq.level_losses)
+        x_hat = self.input.inverse(self.decoder(rq.quantised))
+        return SingleOutput(x_hat, rq.loss, rq.codes, latent, rq.level_losses)
 
     def loss_terms(self, x, use_sinkhorn: bool | None = None) -> dict:
         out = self(x, use_sinkhorn)
@@ -773,7 +871,7 @@ class SingleRQVAE(nn.Module):
     @torch.no_grad()
     def last_level_distances(self, x) -> np.ndarray:
         """Squared distances ``[N, K]`` (float64) of the residual entering the last level."""
-        rq = self.rq(self.encoder(_to_tensor(x, self._device())), use_sinkhorn=False)
+        rq = self.rq(self.encode(_to_tensor(x, self._device())), use_sinkhorn=False)
         return self.rq.levels[-1].distances(rq.residuals[-2]).double().cpu().numpy()
 
     @torch.no_grad()
@@ -782,8 +880,11 @@ class SingleRQVAE(nn.Module):
 
     @torch.no_grad()
     def init_codebooks(self, x, seed: int = 0, iters: int = KMEANS_ITERS) -> dict:
-        """k-means-initialise every level, level by level; ``{level name: inertia}``."""
-        results, _ = self.rq.init_kmeans(self.encoder(_to_tensor(x, self._device())), seed, iters)
+        """Fit the input standardiser, k-means-initialise every level; ``{level name: inertia}``."""
+        x = _to_tensor(x, self._device())
+        if self.standardize:
+            self.input.fit(x)
+        results, _ = self.rq.init_kmeans(self.encode(x), seed, iters)
         return {n: r.inertia for n, r in zip(self.level_names, results)}
 
     @torch.no_grad()
@@ -812,6 +913,8 @@ class TrainHistory:
       ``semantic``, ``collaborative``; single: ``id``), from argmin codes of all
       items after the epoch;
     * ``code_usage``: per level, distinct codes used / K;
+    * ``code_entropy``: per level, normalised entropy of the argmin codes;
+    * ``score``: :func:`checkpoint_score` of the epoch (lower is better);
     * ``init_inertia``: k-means inertia per level at initialisation;
     * ``selected_epoch``: the epoch whose weights the model holds at the end
       (1-based; 0 = the k-means initialisation).
@@ -824,6 +927,8 @@ class TrainHistory:
     eval_recon_loss: list[float] = field(default_factory=list)
     collision_rate: dict[str, list[float]] = field(default_factory=dict)
     code_usage: dict[str, list[float]] = field(default_factory=dict)
+    code_entropy: dict[str, list[float]] = field(default_factory=dict)
+    score: list[float] = field(default_factory=list)
     epoch_seconds: list[float] = field(default_factory=list)
     init_inertia: dict[str, float] = field(default_factory=dict)
     init_seconds: float = 0.0
@@ -853,6 +958,28 @@ def _inputs(model: nn.Module, inputs) -> tuple[torch.Tensor, ...]:
     return xs
 
 
+SELECT_RULES = ("last", "best_collision", "best_loss", "recon_entropy")
+
+
+def checkpoint_score(recon: float, first_recon: float, entropies: Sequence[float]) -> float:
+    """The pipeline's checkpoint rule (lower is better; notebook 02, section 3).
+
+    ``recon / first_recon + (1 - mean(entropies))``: the share of the first epoch's reconstruction
+    error (all items, argmin codes: what the codes alone say about the embeddings) that is left,
+    plus the share of codebook capacity the levels leave unused (``entropies``: normalised code
+    entropy per level, 1 = every code used equally often). Both terms are dimensionless and start
+    near the same size, so neither dominates. It uses no labels, so it works on real data; it
+    ignores collisions, which are handled after training in any case.
+
+    Departure: the official code keeps the epoch with the fewest collisions
+    (``select="best_collision"``), which rewards codes without structure, e.g. k-means on the
+    latent of an untrained encoder.
+    """
+    if first_recon <= 0:
+        raise ValueError(f"first_recon must be > 0, got {first_recon}")
+    return float(recon / first_recon + 1.0 - float(np.mean(entropies)))
+
+
 def train_rqvae(
     model: JointRQVAE | SingleRQVAE,
     inputs,
@@ -860,7 +987,7 @@ def train_rqvae(
     seed: int = 0,
     progress: bool = True,
     *,
-    select: Literal["last", "best_collision", "best_loss"] = "last",
+    select: Literal["last", "best_collision", "best_loss", "recon_entropy"] = "last",
     reinit: bool = True,
     weight_decay: float = WEIGHT_DECAY,
     grad_clip: float | None = GRAD_CLIP,
@@ -883,12 +1010,12 @@ def train_rqvae(
 
     ``select``: which weights to keep at the end -- the last epoch, the one
     with the lowest mean collision rate of the full identifiers (the official
-    ``best_collision_model``; earliest on ties) or the lowest training loss.
+    ``best_collision_model``), the lowest training loss, or the lowest
+    :func:`checkpoint_score` (``"recon_entropy"``, the pipeline's rule); the
+    earliest on ties.
     """
-    from gensar_lib.identifiers import code_usage, collision_rate  # (identifiers imports us)
-
-    if select not in ("last", "best_collision", "best_loss"):
-        raise ValueError(f"select must be 'last', 'best_collision' or 'best_loss', got {select!r}")
+    if select not in SELECT_RULES:
+        raise ValueError(f"select must be one of {SELECT_RULES}, got {select!r}")
     xs = _inputs(model, inputs)
     n = len(xs[0])
     k = cfg.codebook_size
@@ -901,6 +1028,9 @@ def train_rqvae(
             history.collision_rate.setdefault(name, []).append(collision_rate(codes))
         for name, codes in levels.items():
             history.code_usage.setdefault(name, []).append(float(code_usage(codes, k)[0]))
+            history.code_entropy.setdefault(name, []).append(float(code_entropy(codes, k)[0]))
+        history.score.append(checkpoint_score(recon, history.eval_recon_loss[0],
+                                              [v[-1] for v in history.code_entropy.values()]))
         full = [history.collision_rate[i][-1] for i in ids if i != "shared"]
         return float(np.mean(full))
 
@@ -947,7 +1077,8 @@ def train_rqvae(
         history.vq_loss.append(sums["vq_loss"] / n)
         collision = record_diagnostics()
         history.epoch_seconds.append(time.perf_counter() - t_epoch)
-        score = {"best_collision": collision, "best_loss": history.loss[-1]}.get(select)
+        score = {"best_collision": collision, "best_loss": history.loss[-1],
+                 "recon_entropy": history.score[-1]}.get(select)
         if score is not None and score < best_score:
             best_score, best_state = score, copy.deepcopy(model.state_dict())
             history.selected_epoch = epoch

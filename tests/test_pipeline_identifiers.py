@@ -53,6 +53,11 @@ def test_writes_both_files_and_reports(two_runs):
     run = two_runs[0]
     assert (run["out"] / "identifiers.json").is_file() and (run["out"] / "identifier_stats.json").is_file()
     assert "wrote" in run["stdout"] and "GenSAR semantic ID" in run["stdout"]
+    stats = load(run, "identifier_stats.json")
+    printed = [line for line in run["stdout"].splitlines() if line.startswith("AMI ")]
+    assert len(printed) == 4  # the four AMI targets, each with its k-means floor
+    value = stats["structure"]["semantic"]["semantic_a"]["ami_leaf"]
+    assert f"{value:.3f}" in printed[0] and "floor" in printed[0]
 
 
 def test_identifiers_json_shape(two_runs):
@@ -77,7 +82,21 @@ def test_identifiers_json_shape(two_runs):
 
 def test_identifier_stats_json_shape(two_runs):
     stats = load(two_runs[0], "identifier_stats.json")
-    assert set(stats) == {"collision_rates", "types"}
+    assert set(stats) == {"collision_rates", "types", "structure", "prefix_structure"}
+    floors = {"kmeans:semantic", "kmeans:collaborative", "kmeans:concatenated"}
+    assert set(stats["structure"]) == TYPES | floors
+    assert set(stats["prefix_structure"]) == TYPES | floors
+    for kind, levels in stats["structure"].items():
+        assert len(levels) == (6 if kind == "gensar" else 4), kind
+        for level, m in levels.items():
+            assert set(m) == {f"{k}_{lab}" for k in ("ami", "nmi", "purity") for lab in ("leaf", "bundle")}
+            assert all(-1.0 <= v <= 1.0 for v in m.values()), (kind, level)
+    assert set(stats["structure"]["gensar"]) == {"shared_a", "shared_b", "semantic_a", "semantic_b",
+                                                 "collab_a", "collab_b"}
+    for kind, p in stats["prefix_structure"].items():
+        assert set(p) == {"first_code", "shared_prefix", "next_item"}
+        assert set(p["first_code"]) == {"leaf", "bundle"}
+        assert 0.0 <= p["next_item"]["share"] <= 1.0 and p["next_item"]["cases"] > 0
     rows = stats["collision_rates"]
     assert {r["identifier"] for r in rows} == ROWS
     for r in rows:

@@ -11,12 +11,15 @@ from sklearn.cluster import KMeans
 from sklearn.datasets import make_blobs
 
 from gensar_lib.config import QuantizeConfig
+from gensar_lib.codestats import code_entropy
 from gensar_lib.quantize import (
     JointRQVAE,
     ResidualQuantizer,
     SingleRQVAE,
+    Standardizer,
     VQLevel,
     center_distances,
+    checkpoint_score,
     kmeans,
     sinkhorn,
     sinkhorn_assign,
@@ -154,6 +157,35 @@ def test_vq_level_loss_and_straight_through():
     assert level.codebook.grad.abs().sum() > 0
 
 
+def test_ema_codebook_moves_to_the_running_mean_of_its_items():
+    level = VQLevel(2, 1, ema_decay=0.5)
+    assert not level.codebook.requires_grad  # EMA codebooks are not trained by gradient
+    level.init_kmeans(np.array([[0.0], [1.0], [10.0], [11.0]]), seed=0)
+    order = np.argsort(level.codebook.detach()[:, 0].numpy())
+    np.testing.assert_allclose(level.codebook.detach()[order, 0].numpy(), [0.5, 10.5])
+    batch = torch.tensor([[1.0], [1.0], [11.0], [11.0]])
+    with torch.no_grad():  # inference (no gradients) leaves the codebook alone
+        level.train()(batch)
+    np.testing.assert_allclose(level.codebook.detach()[order, 0].numpy(), [0.5, 10.5])
+    level.train()(batch.requires_grad_())
+    # share stays 1/2 per code; sums: 0.5 * (0.5 * 0.5) + 0.5 * (2 * 1 / 4) = 0.375 -> 0.75, and
+    # 0.5 * (0.5 * 10.5) + 0.5 * (2 * 11 / 4) = 5.375 -> 10.75
+    np.testing.assert_allclose(level.codebook.detach()[order, 0].numpy(), [0.75, 10.75])
+    with pytest.raises(ValueError, match="ema_decay"):
+        VQLevel(2, 1, ema_decay=1.0)
+
+
+def test_standardizer_centres_and_rescales_and_inverts():
+    x = torch.tensor([[1.0, 2.0], [3.0, 2.0], [2.0, 5.0], [2.0, -1.0]])
+    st = Standardizer(2)
+    np.testing.assert_array_equal(st(x).numpy(), x.numpy())  # identity before fit
+    st.fit(x)
+    y = st(x)
+    np.testing.assert_allclose(y.mean(0).numpy(), [0.0, 0.0], atol=1e-6)
+    assert float(y.norm(dim=1).mean()) == pytest.approx(1.0)
+    np.testing.assert_allclose(st.inverse(y).numpy(), x.numpy(), atol=1e-6)
+
+
 def test_residual_identity_per_level():
     x = torch.randn(50, 6, generator=torch.Generator().manual_seed(0))
     rq = ResidualQuantizer(3, 8, 6)
@@ -258,6 +290,31 @@ def test_mini_batches_and_best_collision_selection(items):
     assert collision_rate(ids["semantic"]) == h.collision_rate["semantic"][h.selected_epoch - 1]
     with pytest.raises(ValueError, match="select"):
         train_rqvae(model, (sem, col), cfg, select="best", progress=False)
+
+
+def test_checkpoint_score_by_hand():
+    # half the first reconstruction error left, 80% of the capacity used: 0.5 + 0.2
+    assert checkpoint_score(0.01, 0.02, [0.7, 0.9]) == pytest.approx(0.7)
+    with pytest.raises(ValueError, match="first_recon"):
+        checkpoint_score(0.01, 0.0, [1.0])
+
+
+def test_checkpoint_rule_keeps_a_later_epoch_that_scores_better(items):
+    """The rule keeps the epoch with the lowest score; here that is not the k-means state (epoch 1)."""
+    sem, col = items
+    model = JointRQVAE(24, 8, CFG, seed=1)
+    h = train_rqvae(model, items, CFG, seed=1, progress=False, select="recon_entropy")
+    entropies = np.array(list(h.code_entropy.values()))  # [levels, epochs]
+    expected = [checkpoint_score(r, h.eval_recon_loss[0], entropies[:, e])
+                for e, r in enumerate(h.eval_recon_loss)]
+    np.testing.assert_allclose(h.score, expected)
+    best = int(np.argmin(h.score)) + 1
+    assert h.score[best - 1] < h.score[0]  # a later epoch is better on the rule's own criterion ...
+    assert h.selected_epoch == best > 1  # ... and that is the epoch kept
+    recon, _, levels = model.diagnostic_codes(sem, col)  # the model holds that epoch's weights
+    assert recon == pytest.approx(h.eval_recon_loss[best - 1])
+    kept_entropy = [code_entropy(c, CFG.codebook_size)[0] for c in levels.values()]
+    np.testing.assert_allclose(kept_entropy, entropies[:, best - 1])
 
 
 def test_single_rqvae_trains_and_encodes(items):
