@@ -109,6 +109,8 @@ def main() -> None:
     p.add_argument("--jobs", type=int, default=1)
     p.add_argument("--threads", type=int, default=None, help="torch threads per job (default: 2 // jobs)")
     p.add_argument("--out", default=str(REPO_ROOT / "figures"))
+    p.add_argument("--merge", nargs="*", default=[], help="JSON files of earlier sweeps to draw in the same figure")
+    p.add_argument("--label", default=None, help="a name for this sweep in later merges")
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)  # one candidate, result JSON on stdout
     args = p.parse_args()
     import torch
@@ -136,7 +138,8 @@ def main() -> None:
         for name, proc in zip(batch, procs):
             out, _ = proc.communicate()
             if proc.returncode:
-                sys.exit(f"error: candidate {name!r} failed (exit {proc.returncode})")
+                print(f"candidate {name!r} failed (exit {proc.returncode}); left out", flush=True)
+                continue
             results.append(json.loads(out.strip().splitlines()[-1]))
             r = results[-1]
             best = max(r["history"], key=lambda h: h["val_score"])
@@ -145,9 +148,13 @@ def main() -> None:
                   f"(step {best['step']}); test HR@10 sampled rec {test['rec']['sampled']['HR@10']:.3f} "
                   f"search {test['search']['sampled']['HR@10']:.3f}; full rec {test['rec']['full']['HR@10']:.3f} "
                   f"search {test['search']['full']['HR@10']:.3f}", flush=True)
+    for path in args.merge:  # earlier sweeps drawn in the same figure, their names prefixed
+        earlier = json.loads(Path(path).read_text())
+        results += [{**r, "candidate": f"{earlier.get('label', Path(path).stem)}: {r['candidate']}"}
+                    for r in earlier["results"]]
     out = Path(args.out)
     png = plot(results, dataset, out)
-    report = {"dataset": args.dataset, "steps": args.steps, "eval_every": args.eval_every, "jobs": args.jobs,
+    report = {"label": args.label, "dataset": args.dataset, "steps": args.steps, "eval_every": args.eval_every, "jobs": args.jobs,
               "threads": threads, "load_before": load, "wall_seconds": time.time() - start,
               "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": platform.platform(),
               "cpus": os.cpu_count(), "results": results}

@@ -193,11 +193,11 @@ def _tiny() -> Profile:
 
 
 def _small() -> Profile:
-    # CPU budget: a number of optimiser steps over ALL instructions (chosen by budget curves, notebook 05).
+    # CPU budget: optimiser steps over ALL instructions (benchmarks/budget_curves.py; figures/05_t5_training).
     return Profile(
         name="small",
         quantize=QuantizeConfig(batch_size=256),  # 1,152-2,420 items: 5-10 codebook updates per epoch, not 1-3
-        train=TrainConfig(max_steps=6000, eval_every=1000),
+        train=TrainConfig(max_steps=750, eval_every=250),  # about 10 min on Office with 2 threads (80 examples/s)
         eval=EvalConfig(max_eval_users=500),
     )
 
