@@ -713,7 +713,7 @@ def train(
         round_end = min((state.step // eval_every + 1) * eval_every, steps)
         _run_steps(model, data, lengths, optimizer, scheduler, state, cfg, seed, steps_per_epoch,
                    min(round_end, stop), lambda: _save_last(out_dir, model, optimizer, scheduler, state, signature),
-                   progress, steps)
+                   progress)
         if state.step < round_end:  # stopped early mid-round: keep the state, no validation
             _save_last(out_dir, model, optimizer, scheduler, state, signature)
             break
@@ -732,7 +732,7 @@ def train(
 
 def _run_steps(model: Any, data: EncodedPairs, lengths: list[int], optimizer: Any, scheduler: Any,
                state: _Progress, cfg: TrainConfig, seed: int, steps_per_epoch: int, until: int,
-               checkpoint: Callable[[], None], show: bool, steps: int) -> None:
+               checkpoint: Callable[[], None], show: bool) -> None:
     """Train from ``state.step`` up to step ``until``, updating ``state``."""
     epoch, plan = -1, []
     bar = tqdm(total=until, initial=state.step, disable=not show, leave=False, desc="training", unit="step")
