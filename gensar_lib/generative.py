@@ -569,6 +569,22 @@ def response_loss(model: Any, batch: dict[str, torch.Tensor], label_smoothing: f
                                              ignore_index=LABEL_IGNORE, label_smoothing=label_smoothing)
 
 
+@torch.no_grad()
+def position_nll(model: Any, batch: dict[str, torch.Tensor]) -> list[float]:
+    """Mean cross-entropy (nats) at each response position, over the rows that have one (notebook 05).
+
+    Position 0 is the behaviour token, then the identifier's codes, then ``</s>``. A first
+    code near ``log(codebook size)`` means the model has learned the identifiers' grammar
+    but not yet to read the prompt.
+    """
+    labels = batch["labels"]
+    logits = model(**batch).logits
+    nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), labels, ignore_index=LABEL_IGNORE,
+                                            reduction="none")
+    kept = labels != LABEL_IGNORE
+    return [float(nll[kept[:, j], j].mean()) for j in range(labels.shape[1]) if kept[:, j].any()]
+
+
 def _train_step(model: Any, batch: dict[str, torch.Tensor], optimizer: Any, scheduler: Any,
                 grad_clip: float, label_smoothing: float = 0.0) -> float:
     """One optimiser step on one batch; the mean cross-entropy of its response tokens."""

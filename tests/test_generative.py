@@ -406,6 +406,25 @@ def test_response_loss_is_the_models_own_loss(tokenizer):
         assert response_loss(model, batch, 0.1) > response_loss(model, batch)
 
 
+def test_position_nll_splits_the_response_loss_by_position(tokenizer):
+    from gensar_lib.generative import position_nll
+
+    model = build_model(TINY, tokenizer, seed=0).eval()
+    enc = encode_pairs(tokenizer, PAIRS)
+    batch = collate(enc.sources, enc.targets)
+    per_position = position_nll(model, batch)
+    labels = batch["labels"]
+    assert len(per_position) == labels.shape[1]
+    counts = (labels != -100).sum(0).tolist()
+    weighted = sum(n * c for n, c in zip(per_position, counts)) / sum(counts)
+    assert weighted == pytest.approx(float(model(**batch).loss), rel=1e-5)
+    # position 2 by hand: the log-probability of each row's label at that position
+    with torch.no_grad():
+        logp = torch.log_softmax(model(**batch).logits[:, 2], -1)
+    rows = labels[:, 2] != -100
+    assert per_position[2] == pytest.approx(float(-logp[rows, labels[rows, 2]].mean()), rel=1e-5)
+
+
 KILL_SCRIPT = """
 import hashlib, json, os, signal, sys
 import torch
