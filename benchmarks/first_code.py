@@ -7,9 +7,9 @@ Run from the repository root::
 
 The identifiers' later codes are nearly determined by the earlier ones, so a model learns them from
 the identifiers alone; only the prompt (the query, the last items) predicts the first code. This
-script trains a fresh model of the ``small`` profile without dropout (GenSAR identifiers, the
-training instructions of ``--mix``; default: every family, as ``TaskMix()``) and prints, every 200
-steps, :func:`gensar_lib.generative.position_nll` of the first two codes on 300 validation prompts
+script trains a fresh model of the ``small`` profile without dropout with
+:func:`gensar_lib.generative.train` (GenSAR identifiers, the training instructions of ``--mix``;
+default: every family, as ``TaskMix()``) and prints, for every 200 steps, :func:`gensar_lib.generative.position_nll` of the first two codes on 300 validation prompts
 of each task, next to a uniform guess (``log codebook_size``) and to a smoothed lookup table from
 the last recommended item's first code (recommendation) or from the query (search) to the target's
 first code, fitted on the training cases: what a model that reads the prompt can at least reach.
@@ -24,7 +24,7 @@ import argparse
 import dataclasses
 import math
 import sys
-import time
+import tempfile
 from collections import Counter, defaultdict
 from pathlib import Path
 
@@ -80,8 +80,7 @@ def main() -> None:
     from gensar_lib.config import load_profile
     from gensar_lib.data.pipeline import prepare_data
     from gensar_lib.generative import (
-        _make_optimizer, _train_step, behaviour_and_identifier_tokens, build_model, collate, encode_pairs,
-        epoch_batches, position_nll, train_tokenizer,
+        behaviour_and_identifier_tokens, build_model, collate, encode_pairs, position_nll, train, train_tokenizer,
     )
     from gensar_lib.instructions import TaskMix, evaluation_instructions, training_instructions
     from gensar_lib.pipeline import all_identifiers, tokenizer_corpus
@@ -95,7 +94,6 @@ def main() -> None:
     tokenizer = train_tokenizer(tokenizer_corpus(data, pairs), profile.model.vocab_size,
                                 behaviour_and_identifier_tokens(ids.vocabulary))
     model = build_model(dataclasses.replace(profile.model, dropout_rate=0.0), tokenizer, profile.seed)
-    enc = encode_pairs(tokenizer, pairs, profile.train.max_source_length, profile.train.max_target_length)
     valid = evaluation_instructions(data.split.valid, ids, args.history)
     probes = {}
     k = profile.quantize.codebook_size
@@ -107,27 +105,20 @@ def main() -> None:
     print(f"{args.dataset}: {len(pairs):,} training instructions, mix {mix.weights if mix else 'TaskMix()'}, "
           f"clip {args.clip}, history {args.history}, window {args.window}, lr {args.lr}; uniform first code "
           f"{math.log(k):.2f} nats; lookup table " + ", ".join(f"{f} {t:.2f}" for f, (_, t) in probes.items()))
-    cfg = dataclasses.replace(profile.train, lr=args.lr)
-    optimizer, scheduler = _make_optimizer(model, cfg, args.steps)
-    lengths = [len(s) for s in enc.sources]
-    step, seconds, epoch = 0, 0.0, 0
-    model.train()
-    while step < args.steps:
-        for rows in epoch_batches(lengths, cfg.batch_size, profile.seed, epoch, args.window):
-            batch = collate([enc.sources[i] for i in rows], [enc.targets[i] for i in rows])
-            start = time.perf_counter()
-            _train_step(model, batch, optimizer, scheduler, args.clip)
-            seconds += time.perf_counter() - start
-            step += 1
-            if step % 200 == 0 or step == args.steps:
-                model.eval()
-                nll = {family: position_nll(model, b) for family, (b, _) in probes.items()}
-                parts = [f"{family} first code {v[1]:.2f}, second {v[2]:.2f}" for family, v in nll.items()]
-                model.train()
-                print(f"step {step}: " + " | ".join(parts) + f" ({seconds:.0f} s of training)", flush=True)
-            if step >= args.steps:
-                break
-        epoch += 1
+    cfg = dataclasses.replace(profile.train, lr=args.lr, grad_clip=args.clip, length_window=args.window,
+                              max_steps=args.steps, eval_every=200, checkpoint_every=0)
+    rounds: list[dict[str, list[float]]] = []
+
+    def probe(m) -> float:
+        """The validation 'score' of a round: minus the mean first-code loss; printed afterwards."""
+        rounds.append({family: position_nll(m, b) for family, (b, _) in probes.items()})
+        return -sum(nll[1] for nll in rounds[-1].values()) / len(probes)
+
+    with tempfile.TemporaryDirectory() as out:
+        result = train(model, tokenizer, pairs, cfg, out, probe, profile.seed, progress=False, resume=False)
+    for entry, nll in zip(result.history, rounds):
+        parts = [f"{family} first code {v[1]:.2f}, second {v[2]:.2f}" for family, v in nll.items()]
+        print(f"step {entry['step']}: " + " | ".join(parts) + f" ({entry['train_seconds']:.0f} s of training)")
 
 
 if __name__ == "__main__":

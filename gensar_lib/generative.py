@@ -582,7 +582,7 @@ def position_nll(model: Any, batch: dict[str, torch.Tensor]) -> list[float]:
     nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), labels, ignore_index=LABEL_IGNORE,
                                             reduction="none")
     kept = labels != LABEL_IGNORE
-    return [float(nll[kept[:, j], j].mean()) for j in range(labels.shape[1]) if kept[:, j].any()]
+    return [float(nll[kept[:, j], j].mean()) for j in range(labels.shape[1])]
 
 
 def _train_step(model: Any, batch: dict[str, torch.Tensor], optimizer: Any, scheduler: Any,
