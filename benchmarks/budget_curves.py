@@ -38,7 +38,7 @@ from gensar_lib.config import REPO_ROOT, Profile, load_profile  # noqa: E402
 
 OFFICE_DIR = REPO_ROOT.parent / "shared" / "data" / "amazon-office"
 
-# name -> {"section.field": value} overrides of the small profile; "mix": task-mix weights (TaskMix)
+# name -> {"section.field": value} overrides of the small profile
 CANDIDATES: dict[str, dict[str, Any]] = {
     "baseline": {},
     "lr 1e-2": {"train.lr": 1e-2},
@@ -53,7 +53,7 @@ CANDIDATES: dict[str, dict[str, Any]] = {
     "no dropout + lr 6e-3 + warm-up 5%": {"model.dropout_rate": 0.0, "train.lr": 6e-3, "train.warmup_ratio": 0.05},
     "no dropout + no clipping": {"model.dropout_rate": 0.0, "train.grad_clip": 0.0},
     "no dropout + no clipping + NRIP/NSIP only": {"model.dropout_rate": 0.0, "train.grad_clip": 0.0,
-                                                  "mix": {"NRIP": 1.0, "NSIP": 1.0}},
+                                                  "train.task_mix": (("NRIP", 1.0), ("NSIP", 1.0))},
 }
 
 
@@ -62,8 +62,6 @@ def candidate_profile(name: str, steps: int, eval_every: int) -> Profile:
     profile = load_profile("small")
     sections: dict[str, dict[str, Any]] = {"train": {"max_steps": steps, "eval_every": eval_every}}
     for key, value in CANDIDATES[name].items():
-        if key == "mix":  # the task mix is an argument of train_generative, not a profile field
-            continue
         section, field = key.split(".")
         sections.setdefault(section, {})[field] = value
     return dataclasses.replace(profile, **{s: dataclasses.replace(getattr(profile, s), **f)
@@ -73,14 +71,12 @@ def candidate_profile(name: str, steps: int, eval_every: int) -> Profile:
 def run_candidate(name: str, spec: str, steps: int, eval_every: int) -> dict[str, Any]:
     """Train (or load) one candidate and score its best checkpoint on the test users."""
     from gensar_lib.data.pipeline import prepare_data
-    from gensar_lib.instructions import TaskMix
     from gensar_lib.pipeline import all_identifiers, eval_subset, evaluate_generative, train_generative
 
     profile = candidate_profile(name, steps, eval_every)
     prepared = prepare_data(spec, profile)
     ids = all_identifiers(prepared, profile, kinds=("gensar",), progress=False)["gensar"].ids
-    mix = CANDIDATES[name].get("mix")
-    gen = train_generative(prepared, ids, profile, progress=False, mix=TaskMix(mix) if mix else None)
+    gen = train_generative(prepared, ids, profile, progress=False)
     cases, candidates = eval_subset(prepared.split.test, prepared.candidates["test"],
                                     profile.eval.max_eval_users, profile.data.seed)
     return {"candidate": name, "overrides": CANDIDATES[name], "history": gen.history,

@@ -52,9 +52,10 @@ from gensar_lib.pipeline import (
 )
 
 IDENTIFIER_VARIANTS: tuple[str, ...] = ("gensar", "semantic", "collaborative", "concatenated", "separate", "random")
-SINGLE_TASK: dict[str, dict[str, float]] = {
-    "gensar-rec-only": {"NRIP": 1.0, "ITEM2ID": 1.0, "ID2ITEM": 0.5},
-    "gensar-search-only": {"NSIP": 1.0, "NSQP": 0.2, "ITEM2ID": 1.0, "ID2ITEM": 0.5, "QUERY2ID": 0.5},
+# the families a single-task run keeps from the profile's task mix
+SINGLE_TASK: dict[str, tuple[str, ...]] = {
+    "gensar-rec-only": ("NRIP", "ITEM2ID", "ID2ITEM"),
+    "gensar-search-only": ("NSIP", "NSQP", "ITEM2ID", "ID2ITEM", "QUERY2ID"),
 }
 METHODS: tuple[str, ...] = IDENTIFIER_VARIANTS + tuple(SINGLE_TASK)
 LABELS = {
@@ -143,10 +144,17 @@ def variant_identifiers(method: str, prepared: PreparedData, profile: Profile, c
 # ---------------------------------------------------------------------------
 
 
-def run_profile(profile: Profile, seed: int) -> Profile:
-    """The profile of one ablation run: its seed, and the ablation's training overrides."""
+def run_profile(profile: Profile, seed: int, method: str = "gensar") -> Profile:
+    """The profile of one ablation run: its seed, the ablation's training overrides, and for a
+    single-task method the profile's task mix cut to that task's families."""
     ab, tr = profile.ablation, profile.train
     train = replace(tr, epochs=ab.epochs or tr.epochs, max_steps=ab.max_steps or tr.max_steps)
+    if method in SINGLE_TASK:
+        mix = TaskMix.of(tr.task_mix).restricted(SINGLE_TASK[method])
+        if not any(mix.weights.values()):
+            raise ConfigError(f"ablation method {method!r}: train.task_mix = {tr.task_mix!r} in profile "
+                              f"{profile.name!r} keeps none of its families {SINGLE_TASK[method]}")
+        train = replace(train, task_mix=tuple(mix.weights.items()))
     return replace(profile, seed=seed, train=train)
 
 
@@ -160,14 +168,13 @@ def run_method(method: str, prepared: PreparedData, profile: Profile, seed: int,
                cache: ArtifactCache | None = None, progress: bool = False) -> dict[str, Any]:
     """Train (or load) one generative method for one seed and evaluate it (cached)."""
     cache = cache or ArtifactCache()
-    prof = run_profile(profile, seed)
+    prof = run_profile(profile, seed, method)
     variant = variant_identifiers(method, prepared, prof, cache, progress)
-    mix = TaskMix(SINGLE_TASK[method]) if method in SINGLE_TASK else None
     cases, candidates = test_cases(prepared, profile)
 
     def make() -> dict[str, Any]:
         start = time.perf_counter()
-        gen = train_generative(prepared, variant.ids, prof, cache, progress, mix)
+        gen = train_generative(prepared, variant.ids, prof, cache, progress)
         metrics = evaluate_generative(gen, cases, candidates, prof)
         return {"metrics": metrics, "best_epoch": max((h["epoch"] for h in gen.history if h["best"]), default=None),
                 "train_seconds": sum(h["seconds"] for h in gen.history),
@@ -176,7 +183,7 @@ def run_method(method: str, prepared: PreparedData, profile: Profile, seed: int,
     inputs = [prepared.key, fingerprint(to_json(variant.ids)),
               code_fingerprint(*(_CODE / f for f in ("pipeline.py", "decoding.py", "metrics.py", "generative.py",
                                                        "instructions.py")))]
-    out = cache.cached("ablation_run", {"method": method, "profile": prof, "mix": mix and mix.weights}, make, inputs)
+    out = cache.cached("ablation_run", {"method": method, "profile": prof}, make, inputs)
     return {"method": method, "family": "generative", "seed": seed, **out, "collisions": variant.collisions}
 
 
@@ -239,6 +246,8 @@ def run_ablation(prepared: PreparedData, profile: Profile, seeds: int = 1, metho
         raise ConfigError(f"impossible config: seeds = {seeds!r}, need at least 1")
     methods = check_methods(methods if methods is not None else profile.ablation.methods)
     plan = [(m, s) for m in methods for s in seeds_of(m, profile, seeds, all_seeds)]
+    for method in methods:  # an impossible single-task mix fails before any training
+        run_profile(profile, profile.seed, method)
     runs: list[dict[str, Any]] = []
     for i, (method, seed) in enumerate(plan, 1):
         if progress:

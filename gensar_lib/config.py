@@ -128,6 +128,8 @@ class TrainConfig:
     max_source_length: int = 256  # longer prompts lose their oldest tokens
     max_target_length: int = 64
     checkpoint_every: int = 0  # steps between mid-epoch resumable checkpoints; 0: epoch ends only
+    # (family, weight) pairs of the training mix (instructions.TaskMix); None: TaskMix(), the paper's families
+    task_mix: tuple[tuple[str, float], ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -273,6 +275,13 @@ def check_profile(profile: Profile) -> None:
         ("quantize.codebook_size", profile.quantize.codebook_size, profile.quantize.codebook_size >= 2),
         ("eval.beam_size", profile.eval.beam_size, profile.eval.beam_size >= 1),
     ]
+    if profile.train.task_mix is not None:
+        from gensar_lib.instructions import TASK_FAMILIES  # late: instructions depends on this module
+
+        weights = profile.train.task_mix
+        checks.append(("train.task_mix", weights, bool(weights) and all(
+            f in TASK_FAMILIES and w >= 0 for f, w in weights) and len({f for f, _ in weights}) == len(weights)
+            and any(w > 0 for _, w in weights)))
     for name, value, ok in checks:
         if not ok:
             raise ConfigError(f"impossible config: {name} = {value!r} in profile {profile.name!r}")

@@ -108,6 +108,15 @@ class TaskMix:
         if unknown or any(w < 0 for w in self.weights.values()):
             raise ValueError(f"task mix: unknown families {sorted(unknown)} or negative weights in {self.weights}")
 
+    @classmethod
+    def of(cls, pairs: Sequence[tuple[str, float]] | None) -> TaskMix:
+        """The mix of a profile's ``train.task_mix`` pairs; ``None``: the default mix."""
+        return cls() if pairs is None else cls(dict(pairs))
+
+    def restricted(self, families: Sequence[str]) -> TaskMix:
+        """This mix without the families outside ``families`` (the single-task ablation runs)."""
+        return TaskMix({f: w for f, w in self.weights.items() if f in families})
+
 
 def identifier(ids: ItemIdentifiers, item: int, kind: str) -> str:
     """An item's ID as text: behaviour token + identifier tokens, no spaces."""

@@ -472,12 +472,11 @@ def train_generative(
     profile: Profile,
     cache: ArtifactCache | None = None,
     progress: bool = True,
-    mix: TaskMix | None = None,
 ) -> GenerativeModel:
-    """Instructions -> tokenizer -> T5 -> training with validation (cached, resumable; notebook 05)."""
+    """Instructions (mixed by ``train.task_mix``) -> tokenizer -> T5 -> training with validation (cached,
+    resumable; notebook 05)."""
     cache = cache or ArtifactCache()
-    config = {"model": profile.model, "train": profile.train, "eval": profile.eval, "seed": profile.seed,
-              "mix": (mix or TaskMix()).weights}
+    config = {"model": profile.model, "train": profile.train, "eval": profile.eval, "seed": profile.seed}
     inputs = [prepared.key, fingerprint(to_json(ids)),
               code_fingerprint(*(_CODE / f for f in ("generative.py", "instructions.py", "decoding.py", "metrics.py",
                                                      "pipeline.py")))]
@@ -487,7 +486,8 @@ def train_generative(
     def build(folder: Path) -> None:
         split = prepared.split
         pairs = [(i.source, i.target) for i in training_instructions(
-            prepared.dataset, split.train, ids, profile.train.history_length, mix, profile.seed)]
+            prepared.dataset, split.train, ids, profile.train.history_length, TaskMix.of(profile.train.task_mix),
+            profile.seed)]
         tokenizer = work_tokenizer(work, prepared, pairs, ids, profile)
         model = build_model(profile.model, tokenizer, profile.seed)
         val_cases, val_cands = eval_subset(split.valid, prepared.candidates["valid"],

@@ -50,6 +50,17 @@ def test_run_profile_applies_the_ablation_overrides():
     assert ablation.run_profile(replace(TINY, ablation=replace(TINY.ablation, epochs=None)), 0).train == TINY.train
 
 
+def test_single_task_runs_cut_the_profiles_task_mix():
+    full = ablation.run_profile(TINY, 0, "gensar-rec-only").train.task_mix
+    assert full == (("NRIP", 1.0), ("ITEM2ID", 1.0), ("ID2ITEM", 0.5))  # from the default TaskMix()
+    two = replace(TINY, train=replace(TINY.train, task_mix=(("NRIP", 1.0), ("NSIP", 2.0))))
+    assert ablation.run_profile(two, 0, "gensar-search-only").train.task_mix == (("NSIP", 2.0),)
+    assert ablation.run_profile(two, 0, "gensar").train.task_mix == two.train.task_mix
+    only_search = replace(TINY, train=replace(TINY.train, task_mix=(("NSIP", 1.0),)))
+    with pytest.raises(ConfigError, match="'gensar-rec-only'.*keeps none"):
+        ablation.run_profile(only_search, 0, "gensar-rec-only")
+
+
 def test_seeds_of_headline_and_other_methods():
     assert ablation.seeds_of("gensar", TINY, 3) == [0, 1, 2]
     assert ablation.seeds_of("random", TINY, 3) == [0]

@@ -1,4 +1,6 @@
 """Profiles: named, typed, validated, read from the environment."""
+from dataclasses import replace
+
 import pytest
 
 from gensar_lib.config import REPO_ROOT, ConfigError, dataset_spec, fingerprint, load_profile
@@ -29,6 +31,15 @@ def test_unknown_profile_and_impossible_values_are_named():
     bad = tiny.data.__class__(search_fraction=1.5)
     with pytest.raises(ConfigError, match=r"data.search_fraction = 1.5"):
         load_profile("tiny", data=bad)
+
+
+@pytest.mark.parametrize("mix", [(), (("NOPE", 1.0),), (("NRIP", -1.0),), (("NRIP", 1.0), ("NRIP", 2.0)),
+                                 (("NRIP", 0.0),)])
+def test_impossible_task_mix_is_named(mix):
+    tiny = load_profile("tiny")
+    with pytest.raises(ConfigError, match=r"train.task_mix = .* in profile 'tiny'"):
+        load_profile("tiny", train=replace(tiny.train, task_mix=mix))
+    assert load_profile("tiny", train=replace(tiny.train, task_mix=(("NSIP", 0.5),))).train.task_mix == (("NSIP", 0.5),)
 
 
 def test_fingerprints_differ_between_profiles():

@@ -85,3 +85,9 @@ def test_every_family_has_five_templates_and_bad_mix_is_rejected():
     assert all(len(TEMPLATES[f]) >= 5 for f in TASK_FAMILIES)
     with pytest.raises(ValueError, match="NOPE"):
         TaskMix({"NOPE": 1.0})
+
+
+def test_task_mix_of_profile_pairs_and_restricted():
+    assert TaskMix.of(None) == TaskMix()
+    assert TaskMix.of((("NRIP", 1.0), ("NSIP", 0.5))).weights == {"NRIP": 1.0, "NSIP": 0.5}
+    assert TaskMix().restricted(("NSIP", "QUERY2ID")).weights == {"NSIP": 1.0, "QUERY2ID": 0.5}
