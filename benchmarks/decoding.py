@@ -103,7 +103,6 @@ def benchmark_setup():
     candidates = prepared.candidates["test"][rows]
     codes = gen.codes(TASK)
     data = "Amazon Office (" + spec + ")" if spec != "synthetic" else "the synthetic world (no Office data found)"
-    history = gen.history[-1] if gen.history else {}
     description = (
         f"model: trained T5 from gensar_lib.pipeline.train_generative, profile {profile.name!r} "
         f"({profile.train.max_steps} steps of {profile.train.batch_size}; d_model "

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import math
 import re
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -498,7 +497,7 @@ def test_student_copy_prints_not_done_yet(name, capsys):
 @pytest.mark.parametrize("name", [*EXERCISE_NOTEBOOKS, "00_data"])
 def test_notebooks_import_checks_and_frame_the_lesson(name):
     cells = json.loads((NOTEBOOKS / f"{name}.ipynb").read_text())["cells"]
-    first, text = _source(cells[0]), [_source(c) for c in cells if c["cell_type"] == "markdown"]
+    first = _source(cells[0])
     for needed in ("**You will learn**", "**Prerequisites:**", "**Runtime**", "| `tiny` (CI) |", "| `paper` |"):
         assert needed in first, (name, needed)
     footer = _source(cells[-1])
