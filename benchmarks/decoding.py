@@ -97,7 +97,8 @@ def benchmark_setup():
     gen = train_generative(prepared, ids, profile, progress=False)
     rows = [i for i, c in enumerate(prepared.split.test) if c.task == TASK][:N_QUERIES]
     cases = [prepared.split.test[i] for i in rows]
-    sources = [ins.source for ins in evaluation_instructions(cases, ids, profile.train.history_length)]
+    sources = [ins.source for ins in evaluation_instructions(cases, ids, profile.train.history_length,
+                                                             profile.train.prompts)]
     enc = gen.tokenizer(sources, return_tensors="pt", padding=True, truncation=True,
                         max_length=profile.train.max_source_length)
     candidates = prepared.candidates["test"][rows]

@@ -3,7 +3,8 @@
 Run from the repository root::
 
     .venv/bin/python benchmarks/first_code.py [--dataset synthetic | FOLDER] [--mix NRIP:1,NSIP:1]
-        [--clip 1.0] [--history 5] [--window 0] [--steps 800] [--lr 3e-3] [--seed 0] [--threads 2]
+        [--clip 1.0] [--history 5] [--window 0] [--steps 800] [--lr 3e-3] [--prompts paraphrases]
+        [--seed 0] [--threads 2]
 
 The identifiers' later codes are nearly determined by the earlier ones, so a model learns them from
 the identifiers alone; only the prompt (the query, the last items) predicts the first code. This
@@ -73,6 +74,7 @@ def main() -> None:
     p.add_argument("--window", type=int, default=0, help="length-sorted windows of batches (0: plain shuffle)")
     p.add_argument("--steps", type=int, default=800)
     p.add_argument("--lr", type=float, default=3e-3)
+    p.add_argument("--prompts", default="paraphrases", help="instruction templates: paraphrases or compact")
     p.add_argument("--seed", type=int, default=None, help="the profile's seed (default: the small profile's)")
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args()
@@ -93,11 +95,11 @@ def main() -> None:
         profile = dataclasses.replace(profile, seed=args.seed)
     mix = TaskMix({k: float(v) for k, v in (part.split(":") for part in args.mix.split(","))}) if args.mix else None
     pairs = [(i.source, i.target) for i in training_instructions(
-        data.dataset, data.split.train, ids, args.history, mix, profile.seed)]
+        data.dataset, data.split.train, ids, args.history, mix, profile.seed, args.prompts)]
     tokenizer = train_tokenizer(tokenizer_corpus(data, pairs), profile.model.vocab_size,
                                 behaviour_and_identifier_tokens(ids.vocabulary))
     model = build_model(dataclasses.replace(profile.model, dropout_rate=0.0), tokenizer, profile.seed)
-    valid = evaluation_instructions(data.split.valid, ids, args.history)
+    valid = evaluation_instructions(data.split.valid, ids, args.history, args.prompts)
     probes = {}
     k = profile.quantize.codebook_size
     for family, task in (("NRIP", "rec"), ("NSIP", "search")):
@@ -106,7 +108,8 @@ def main() -> None:
         table = lookup_nll(first_code_pairs(data.split.train, ids, task), first_code_pairs(data.split.valid, ids, task), k)
         probes[family] = (collate(v.sources, v.targets), table)
     print(f"{args.dataset}: {len(pairs):,} training instructions, mix {mix.weights if mix else 'TaskMix()'}, "
-          f"clip {args.clip}, history {args.history}, window {args.window}, lr {args.lr}, seed {profile.seed}; uniform first code "
+          f"clip {args.clip}, history {args.history}, window {args.window}, lr {args.lr}, seed {profile.seed}, "
+          f"{args.prompts} prompts; uniform first code "
           f"{math.log(k):.2f} nats; lookup table " + ", ".join(f"{f} {t:.2f}" for f, (_, t) in probes.items()))
     cfg = dataclasses.replace(profile.train, lr=args.lr, grad_clip=args.clip, length_window=args.window,
                               max_steps=args.steps, eval_every=200, checkpoint_every=0)

@@ -7,12 +7,18 @@ Run from the repository root::
 The data are the Amazon Office folder ``../shared/data/amazon-office`` when it is there, else the
 synthetic world; always the ``small`` profile's identifiers, tokenizer and fresh model (seed 0).
 
-* **before**: prompts whose history entries are joined with "; " (the paper's format), batches cut
-  from a plain shuffled order and padded to their longest prompt, and the plain
-  ``T5ForConditionalGeneration`` loss (``model(**batch).loss``), backward, clipping, AdamW.
-* **now**: today's prompts (entries joined by a space: ``instructions.HISTORY_SEPARATOR``), batches
-  from ``generative.epoch_batches`` with the profile's ``length_window`` (length-sorted windows),
-  and ``generative._train_step`` with the profile's settings.
+* **before**: paraphrased prompts with 5 events of each task whose entries are joined with "; "
+  (the paper's format), batches cut from a plain shuffled order and padded to their longest prompt,
+  and the plain ``T5ForConditionalGeneration`` loss (``model(**batch).loss``), backward, clipping,
+  AdamW.
+* **now**: the profile's prompts (``train.prompts``, ``train.history_length``; entries joined by a
+  space: ``instructions.HISTORY_SEPARATOR``), batches from ``generative.epoch_batches`` with the
+  profile's ``length_window`` (length-sorted windows), and ``generative._train_step`` with the
+  profile's settings.
+
+Both use the profile's task mix and one tokenizer trained on both prompt sets. Shorter prompts
+(compact templates, a shorter history) are not exact: they change what the model reads, and
+``benchmarks/first_code.py`` and the budget curves measure what they do to learning.
 
 Both train the same fresh model from the same weights, alternately (ABAB...) so that load changes
 hit both alike. Reported: examples/s, and tokens/s counted as real (non-padding) source + target
@@ -36,17 +42,20 @@ import torch  # noqa: E402
 from gensar_lib.config import REPO_ROOT, load_profile  # noqa: E402
 
 OFFICE_DIR = REPO_ROOT.parent / "shared" / "data" / "amazon-office"
+BEFORE_HISTORY = 5  # the history length of the paper-style prompts the suite trained on before
 
 
-def pairs_with_separator(prepared, ids, profile, separator: str) -> list[tuple[str, str]]:
-    """All training pairs, history entries joined by ``separator``."""
+def training_pairs(prepared, ids, profile, separator: str, prompts: str, history_length: int
+                   ) -> list[tuple[str, str]]:
+    """All training pairs of the profile's task mix, in a prompt style, history entries joined by ``separator``."""
     from gensar_lib import instructions
 
     saved = instructions.HISTORY_SEPARATOR
     instructions.HISTORY_SEPARATOR = separator
     try:
         return [(i.source, i.target) for i in instructions.training_instructions(
-            prepared.dataset, prepared.split.train, ids, profile.train.history_length, None, profile.seed)]
+            prepared.dataset, prepared.split.train, ids, history_length,
+            instructions.TaskMix.of(profile.train.task_mix), profile.seed, prompts)]
     finally:
         instructions.HISTORY_SEPARATOR = saved
 
@@ -82,9 +91,9 @@ def main() -> None:
     cfg = profile.train
     prepared = prepare_data(args.dataset, profile)
     ids = all_identifiers(prepared, profile, kinds=("gensar",), progress=False)["gensar"].ids
-    before_pairs = pairs_with_separator(prepared, ids, profile, "; ")
-    now_pairs = pairs_with_separator(prepared, ids, profile, " ")
-    tokenizer = train_tokenizer(tokenizer_corpus(prepared, now_pairs), profile.model.vocab_size,
+    before_pairs = training_pairs(prepared, ids, profile, "; ", "paraphrases", BEFORE_HISTORY)
+    now_pairs = training_pairs(prepared, ids, profile, " ", cfg.prompts, cfg.history_length)
+    tokenizer = train_tokenizer(tokenizer_corpus(prepared, before_pairs + now_pairs), profile.model.vocab_size,
                                 behaviour_and_identifier_tokens(ids.vocabulary))
     before = encode_pairs(tokenizer, before_pairs, cfg.max_source_length, cfg.max_target_length)
     now = encode_pairs(tokenizer, now_pairs, cfg.max_source_length, cfg.max_target_length)

@@ -15,6 +15,14 @@ Identifier tokens are written without spaces between them. The templates are our
 paper's are not published); each training instance draws one with a seed, evaluation always uses the
 first.
 
+Departure (``prompts="compact"``, the small profile): instead of the paraphrased templates, one short
+template per family (:data:`COMPACT_TEMPLATES`) that ends with a task word right after the most
+recent event, and for NSIP with the query after it. A T5 trained from scratch at a classroom budget
+does not learn to find the last item or the query inside varying paraphrases: the first identifier
+code stays at a uniform guess (README, "why the small models sit near chance";
+``benchmarks/first_code.py``). The paper's instructions come from LC-Rec-style templates read by a
+pretrained t5-small; the ``paper`` profile keeps the paraphrases.
+
 Departure: the paper joins history entries with "; "; we join them with a space
 (:data:`HISTORY_SEPARATOR`). Every entry starts with a behaviour token, which already delimits it,
 and with the corpus-trained tokenizer "; " cost two tokens per entry: about a quarter of a prompt's
@@ -82,6 +90,30 @@ TEMPLATES: dict[str, tuple[str, ...]] = {
         "Find the product for: {query}",
     ),
 }
+
+# One template per family: the task word sits right after the most recent event (or is the prompt's
+# start for the alignment families), so that its place never moves (module docstring).
+COMPACT_TEMPLATES: dict[str, tuple[str, ...]] = {
+    "NRIP": ("{history} recommend",),
+    "NSIP": ("{history} search {query}",),
+    "NSQP": ("{history} next query",),
+    "ITEM2ID": ("item {text}",),
+    "ID2ITEM": ("title {id}",),
+    "QUERY2ID": ("query {query}",),
+}
+PROMPT_STYLES: dict[str, dict[str, tuple[str, ...]]] = {"paraphrases": TEMPLATES, "compact": COMPACT_TEMPLATES}
+
+
+def templates(prompts: str) -> dict[str, tuple[str, ...]]:
+    """The templates of a prompt style (``paraphrases`` or ``compact``); ValueError names an unknown one."""
+    if prompts not in PROMPT_STYLES:
+        raise ValueError(f"unknown prompt style {prompts!r}; choose one of {sorted(PROMPT_STYLES)}")
+    return PROMPT_STYLES[prompts]
+
+
+def _template(family: str, template: int, prompts: str) -> str:
+    options = templates(prompts)[family]
+    return options[template % len(options)]
 
 
 @dataclass(frozen=True)
@@ -154,37 +186,42 @@ def _item_text(ds: Dataset, item: int) -> str:
 
 
 def source_text(
-    family: str, history: Sequence[Event], ids: ItemIdentifiers, length: int, template: int = 0, query: str | None = None
+    family: str, history: Sequence[Event], ids: ItemIdentifiers, length: int, template: int = 0,
+    query: str | None = None, prompts: str = "paraphrases",
 ) -> str:
-    """The prompt of a history-based family (NRIP, NSIP, NSQP) with template ``template``."""
+    """The prompt of a history-based family (NRIP, NSIP, NSQP) with template ``template`` of a style."""
     hist = render_history(history, ids, length)
-    return TEMPLATES[family][template % len(TEMPLATES[family])].format(history=hist, query=query)
+    return _template(family, template, prompts).format(history=hist, query=query)
 
 
-def case_instructions(case: Case, ids: ItemIdentifiers, length: int, template: int) -> list[Instruction]:
+def case_instructions(case: Case, ids: ItemIdentifiers, length: int, template: int,
+                      prompts: str = "paraphrases") -> list[Instruction]:
     """NRIP for a recommendation case; NSIP and NSQP for a search case."""
     t, item, user, h = case.target, case.target.item, case.user, case.history
     if t.query is None:
-        return [Instruction("NRIP", source_text("NRIP", h, ids, length, template), identifier(ids, item, "rec"), user, item)]
+        return [Instruction("NRIP", source_text("NRIP", h, ids, length, template, prompts=prompts),
+                            identifier(ids, item, "rec"), user, item)]
     return [
-        Instruction("NSIP", source_text("NSIP", h, ids, length, template, t.query),
+        Instruction("NSIP", source_text("NSIP", h, ids, length, template, t.query, prompts),
                     identifier(ids, item, "search"), user, item),
-        Instruction("NSQP", source_text("NSQP", h, ids, length, template), f"{QUERY_TOKEN} {t.query}", user, item),
+        Instruction("NSQP", source_text("NSQP", h, ids, length, template, prompts=prompts),
+                    f"{QUERY_TOKEN} {t.query}", user, item),
     ]
 
 
-def alignment_instructions(ds: Dataset, ids: ItemIdentifiers, item: int, template: int) -> list[Instruction]:
+def alignment_instructions(ds: Dataset, ids: ItemIdentifiers, item: int, template: int,
+                           prompts: str = "paraphrases") -> list[Instruction]:
     """Item text -> ID (kind alternates with the item index), ID -> title, and query -> semantic ID."""
     kind = "search" if item % 2 == 0 else "rec"
     out = [
-        Instruction("ITEM2ID", TEMPLATES["ITEM2ID"][template % 5].format(text=_item_text(ds, item)),
+        Instruction("ITEM2ID", _template("ITEM2ID", template, prompts).format(text=_item_text(ds, item)),
                     identifier(ids, item, kind), item=item),
-        Instruction("ID2ITEM", TEMPLATES["ID2ITEM"][template % 5].format(id=identifier(ids, item, kind)),
+        Instruction("ID2ITEM", _template("ID2ITEM", template, prompts).format(id=identifier(ids, item, kind)),
                     ds.items[item].title or _item_text(ds, item), item=item),
     ]
     query = query_from_categories(ds.items[item].categories)
     if query:
-        out.append(Instruction("QUERY2ID", TEMPLATES["QUERY2ID"][template % 5].format(query=query),
+        out.append(Instruction("QUERY2ID", _template("QUERY2ID", template, prompts).format(query=query),
                                identifier(ids, item, "search"), item=item))
     return out
 
@@ -209,19 +246,22 @@ def training_instructions(
     history_length: int = 5,
     mix: TaskMix | None = None,
     seed: int = 0,
+    prompts: str = "paraphrases",
 ) -> list[Instruction]:
-    """Every family's training instances, one random template each, mixed by ``mix`` and shuffled."""
+    """Every family's training instances, one random template of the style each, mixed by ``mix`` and
+    shuffled."""
     rng = np.random.default_rng(seed)
     pool: dict[str, list[Instruction]] = {f: [] for f in TASK_FAMILIES}
     for case in train_cases:
-        for ins in case_instructions(case, ids, history_length, int(rng.integers(5))):
+        for ins in case_instructions(case, ids, history_length, int(rng.integers(5)), prompts):
             pool[ins.task].append(ins)
     for item in range(ds.n_items):
-        for ins in alignment_instructions(ds, ids, item, int(rng.integers(5))):
+        for ins in alignment_instructions(ds, ids, item, int(rng.integers(5)), prompts):
             pool[ins.task].append(ins)
     return _apply_mix(pool, mix or TaskMix(), rng)
 
 
-def evaluation_instructions(cases: Sequence[Case], ids: ItemIdentifiers, history_length: int = 5) -> list[Instruction]:
-    """NRIP for recommendation cases, NSIP for search cases, with the fixed first template."""
-    return [case_instructions(c, ids, history_length, 0)[0] for c in cases]
+def evaluation_instructions(cases: Sequence[Case], ids: ItemIdentifiers, history_length: int = 5,
+                            prompts: str = "paraphrases") -> list[Instruction]:
+    """NRIP for recommendation cases, NSIP for search cases, with the style's fixed first template."""
+    return [case_instructions(c, ids, history_length, 0, prompts)[0] for c in cases]

@@ -413,7 +413,7 @@ def rank_cases(gen: GenerativeModel, cases: list, candidates: np.ndarray | None,
         if not rows:
             continue
         sources = [ins.source for ins in evaluation_instructions([cases[i] for i in rows], gen.ids,
-                                                                 profile.train.history_length)]
+                                                                 profile.train.history_length, profile.train.prompts)]
         ranked = decode(gen, sources, task, profile, None if candidates is None else candidates[rows])
         for row, items in zip(rows, ranked):
             ranks[row] = rank_of(cases[row].target.item, items)
@@ -487,7 +487,7 @@ def train_generative(
         split = prepared.split
         pairs = [(i.source, i.target) for i in training_instructions(
             prepared.dataset, split.train, ids, profile.train.history_length, TaskMix.of(profile.train.task_mix),
-            profile.seed)]
+            profile.seed, profile.train.prompts)]
         tokenizer = work_tokenizer(work, prepared, pairs, ids, profile)
         model = build_model(profile.model, tokenizer, profile.seed)
         val_cases, val_cands = eval_subset(split.valid, prepared.candidates["valid"],

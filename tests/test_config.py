@@ -42,6 +42,12 @@ def test_impossible_task_mix_is_named(mix):
     assert load_profile("tiny", train=replace(tiny.train, task_mix=(("NSIP", 0.5),))).train.task_mix == (("NSIP", 0.5),)
 
 
+def test_unknown_prompt_style_is_named():
+    tiny = load_profile("tiny")
+    with pytest.raises(ConfigError, match=r"train.prompts = 'fancy' in profile 'tiny'"):
+        load_profile("tiny", train=replace(tiny.train, prompts="fancy"))
+
+
 def test_fingerprints_differ_between_profiles():
     assert len({fingerprint(load_profile(n)) for n in ("tiny", "small", "paper")}) == 3
     assert fingerprint(load_profile("tiny")) == fingerprint(load_profile("tiny"))

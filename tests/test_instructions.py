@@ -7,6 +7,7 @@ from gensar_lib.data.schema import Dataset, Event, Item
 from gensar_lib.data.splits import leave_one_out
 from gensar_lib.identifiers import ItemIdentifiers
 from gensar_lib.instructions import (
+    COMPACT_TEMPLATES,
     TASK_FAMILIES,
     TEMPLATES,
     TaskMix,
@@ -91,3 +92,21 @@ def test_task_mix_of_profile_pairs_and_restricted():
     assert TaskMix.of(None) == TaskMix()
     assert TaskMix.of((("NRIP", 1.0), ("NSIP", 0.5))).weights == {"NRIP": 1.0, "NSIP": 0.5}
     assert TaskMix().restricted(("NSIP", "QUERY2ID")).weights == {"NSIP": 1.0, "QUERY2ID": 0.5}
+
+
+def test_compact_prompts_end_with_the_task_word_after_the_last_event():
+    ds, ids = toy()
+    split = leave_one_out(ds)
+    for case, ins in zip(split.test, evaluation_instructions(split.test, ids, 5, "compact")):
+        history = render_history(case.history, ids, 5)
+        expected = f"{history} search {case.target.query}" if case.target.query else f"{history} recommend"
+        assert ins.source == expected
+    train = training_instructions(ds, split.train, ids, 5, TaskMix({f: 1.0 for f in TASK_FAMILIES}), 1, "compact")
+    assert {i.task for i in train} == set(TASK_FAMILIES)
+    first_words = {(i.task, i.source.split()[0]) for i in train if i.task in ("ITEM2ID", "ID2ITEM", "QUERY2ID")}
+    assert first_words == {("ITEM2ID", "item"), ("ID2ITEM", "title"), ("QUERY2ID", "query")}
+    # one template per family, shorter than any paraphrase
+    assert all(len(COMPACT_TEMPLATES[f]) == 1 and len(COMPACT_TEMPLATES[f][0]) < min(map(len, TEMPLATES[f]))
+               for f in TASK_FAMILIES)
+    with pytest.raises(ValueError, match="unknown prompt style 'fancy'"):
+        evaluation_instructions(split.test, ids, 5, "fancy")
