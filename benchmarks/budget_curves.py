@@ -5,7 +5,9 @@ Run from the repository root::
     .venv/bin/python benchmarks/budget_curves.py [--dataset FOLDER | synthetic] [--candidates a,b]
         [--steps N] [--jobs 2] [--threads 1]
 
-Each candidate is the ``small`` profile with a few fields overridden (:data:`CANDIDATES`). It is
+Each candidate is the ``small`` profile with the paper-style recipe it had before issue 10
+(:data:`PAPER_STYLE`: paraphrased prompts over 5 events, every task family, dropout 0.1, clipping at
+1.0) and a few fields overridden (:data:`CANDIDATES`); "small profile" is today's profile. It is
 trained with ``gensar_lib.pipeline.train_generative`` (the artifact cache keys it, so a rerun only
 plots) for ``--steps`` optimiser steps over all training instructions, validated every
 ``--eval-every`` steps on the profile's validation users (mean NDCG@5 of both tasks, the
@@ -38,7 +40,13 @@ from gensar_lib.config import REPO_ROOT, Profile, load_profile  # noqa: E402
 
 OFFICE_DIR = REPO_ROOT.parent / "shared" / "data" / "amazon-office"
 
-# name -> {"section.field": value} overrides of the small profile
+# The paper-style recipe the small profile had before issue 10 (the candidates' base, so that the
+# committed curves keep their meaning when the profile changes).
+PAPER_STYLE: dict[str, Any] = {"model.dropout_rate": 0.1, "train.grad_clip": 1.0, "train.history_length": 5,
+                               "train.prompts": "paraphrases", "train.task_mix": None}
+SMALL_RECIPE: dict[str, Any] = {"model.dropout_rate": 0.0, "train.grad_clip": 0.0, "train.history_length": 2,
+                                "train.prompts": "compact", "train.task_mix": (("NRIP", 1.0), ("NSIP", 1.0))}
+# name -> {"section.field": value} overrides of PAPER_STYLE on the small profile
 CANDIDATES: dict[str, dict[str, Any]] = {
     "baseline": {},
     "lr 1e-2": {"train.lr": 1e-2},
@@ -54,14 +62,16 @@ CANDIDATES: dict[str, dict[str, Any]] = {
     "no dropout + no clipping": {"model.dropout_rate": 0.0, "train.grad_clip": 0.0},
     "no dropout + no clipping + NRIP/NSIP only": {"model.dropout_rate": 0.0, "train.grad_clip": 0.0,
                                                   "train.task_mix": (("NRIP", 1.0), ("NSIP", 1.0))},
+    "small profile": SMALL_RECIPE,  # compact prompts, history 2, NRIP/NSIP, no dropout, no clipping
+    "small profile + lr 6e-3": {**SMALL_RECIPE, "train.lr": 6e-3},
 }
 
 
 def candidate_profile(name: str, steps: int, eval_every: int) -> Profile:
-    """The small profile with the candidate's overrides and the sweep's step budget."""
+    """The small profile with the paper-style recipe, the candidate's overrides and the sweep's step budget."""
     profile = load_profile("small")
     sections: dict[str, dict[str, Any]] = {"train": {"max_steps": steps, "eval_every": eval_every}}
-    for key, value in CANDIDATES[name].items():
+    for key, value in {**PAPER_STYLE, **CANDIDATES[name]}.items():
         section, field = key.split(".")
         sections.setdefault(section, {})[field] = value
     return dataclasses.replace(profile, **{s: dataclasses.replace(getattr(profile, s), **f)
@@ -95,12 +105,12 @@ def plot(results: list[dict[str, Any]], dataset: str, out: Path) -> Path:
              "epoch": h["epoch"], "val_score": h["val_score"], "train_loss": h["train_loss"]}
             for r in results for h in r["history"]]
     frame = pd.DataFrame(rows)
-    fig, ax = plt.subplots()
+    fig, ax = plt.subplots(figsize=(11, 4.5))
     for name, part in frame.groupby("candidate", sort=False):
         ax.plot(part["minutes"], part["val_score"], marker="o", ms=3, label=name)
     ax.set(xlabel="training minutes (validation excluded)", ylabel="validation mean NDCG@5",
            title=f"Budget curves, small profile, {dataset}")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside the curves, never over them
     return save_fig(fig, "05_t5_training", f"budget_curves_{dataset}", frame, root=out)
 
 
