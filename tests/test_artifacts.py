@@ -105,8 +105,11 @@ def test_concurrent_builds_of_one_key_run_the_builder_once(tmp_path):
 # ---------------------------------------------------------------- temporaries: pid names, sweep, signals
 
 # A child that starts building the "data" stage through the command line, then hangs in the builder.
+# It restores Python's SIGINT handler first: a child of a shell's background job (`cmd &`) inherits SIGINT
+# ignored, and Python then keeps it ignored.
 _HANGING_BUILD = textwrap.dedent("""
-    import pathlib, sys, time
+    import pathlib, signal, sys, time
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     import gensar_lib.data.pipeline as data_pipeline
 
     def hang(*args, **kwargs):
