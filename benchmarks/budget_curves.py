@@ -44,8 +44,15 @@ OFFICE_DIR = REPO_ROOT.parent / "shared" / "data" / "amazon-office"
 # committed curves keep their meaning when the profile changes).
 PAPER_STYLE: dict[str, Any] = {"model.dropout_rate": 0.1, "train.grad_clip": 1.0, "train.history_length": 5,
                                "train.prompts": "paraphrases", "train.task_mix": None}
-SMALL_RECIPE: dict[str, Any] = {"model.dropout_rate": 0.0, "train.grad_clip": 0.0, "train.history_length": 2,
-                                "train.prompts": "compact", "train.task_mix": (("NRIP", 1.0), ("NSIP", 1.0))}
+
+
+def profile_values(keys) -> dict[str, Any]:
+    """The small profile's own values of ``"section.field"`` keys."""
+    profile = load_profile("small")
+    return {key: getattr(getattr(profile, key.split(".")[0]), key.split(".")[1]) for key in keys}
+
+
+SMALL_RECIPE = profile_values(PAPER_STYLE)  # today's profile: it undoes every PAPER_STYLE field
 # name -> {"section.field": value} overrides of PAPER_STYLE on the small profile
 CANDIDATES: dict[str, dict[str, Any]] = {
     "baseline": {},
@@ -62,7 +69,7 @@ CANDIDATES: dict[str, dict[str, Any]] = {
     "no dropout + no clipping": {"model.dropout_rate": 0.0, "train.grad_clip": 0.0},
     "no dropout + no clipping + NRIP/NSIP only": {"model.dropout_rate": 0.0, "train.grad_clip": 0.0,
                                                   "train.task_mix": (("NRIP", 1.0), ("NSIP", 1.0))},
-    "small profile": SMALL_RECIPE,  # compact prompts, history 2, NRIP/NSIP, no dropout, no clipping
+    "small profile": SMALL_RECIPE,
     "small profile + lr 6e-3": {**SMALL_RECIPE, "train.lr": 6e-3},
 }
 

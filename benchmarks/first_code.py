@@ -16,7 +16,7 @@ the last recommended item's first code (recommendation) or from the query (searc
 first code, fitted on the training cases: what a model that reads the prompt can at least reach.
 
 It is the experiment behind README's "why the small models sit near chance" rows; it does not
-use the artifact cache for the model, so each run trains from scratch (about 3 min for 800 steps
+use the artifact cache for the model, so each run trains from scratch (1-3 min of training for 800 steps
 on synthetic with 2 threads).
 """
 from __future__ import annotations
