@@ -104,6 +104,7 @@ def _ablation(args: argparse.Namespace) -> None:
     profile = load_profile(args.profile)
     prepared = prepare_data(args.dataset, profile)
     result = run_ablation(prepared, profile, args.seeds, _methods(args), all_seeds=args.all_seeds)
+    result.provenance = provenance(sys.argv)
     for path in write_ablation(args.out, result):
         print(f"wrote {path}")
     print(paper_table(result.runs).to_string())

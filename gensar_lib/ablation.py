@@ -231,11 +231,13 @@ class AblationResult:
     runs: list[dict[str, Any]]
     hparams: list[dict[str, Any]] = field(default_factory=list)
     structure: dict[str, Any] = field(default_factory=dict)  # pipeline.identifier_structure of the profile seed
+    profile_key: str = ""  # config.fingerprint of the profile: committed results name the profile they ran
+    provenance: dict[str, Any] = field(default_factory=dict)  # command, date, machine, code (the CLI sets it)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"dataset": self.dataset, "profile": self.profile,
+        return {"dataset": self.dataset, "profile": self.profile, "profile_key": self.profile_key,
                 "seeds": sorted({r["seed"] for r in self.runs}), "runs": self.runs, "hparams": self.hparams,
-                "structure": self.structure}
+                "structure": self.structure, "provenance": self.provenance}
 
 
 def run_ablation(prepared: PreparedData, profile: Profile, seeds: int = 1, methods: tuple[str, ...] | None = None,
@@ -260,7 +262,7 @@ def run_ablation(prepared: PreparedData, profile: Profile, seeds: int = 1, metho
     emb = item_embeddings(prepared, profile, cache, progress=False)
     structure = identifier_structure(prepared, emb, all_identifiers(prepared, profile, cache=cache, progress=False),
                                      profile)
-    return AblationResult(prepared.dataset.name, profile.name, runs, grid, structure)
+    return AblationResult(prepared.dataset.name, profile.name, runs, grid, structure, fingerprint(profile))
 
 
 # ---------------------------------------------------------------------------
