@@ -46,6 +46,7 @@ from gensar_lib.config import EmbeddingConfig
 from gensar_lib.data.schema import Dataset, Item
 from gensar_lib.data.splits import Case, Split
 from gensar_lib.metrics import ranks_from_scores, summarize
+from gensar_lib.stages import STAGES
 
 DEFAULT_ENCODER = "all-MiniLM-L6-v2"
 PAPER_ENCODER = "BAAI/bge-base-en-v1.5"
@@ -74,11 +75,6 @@ class EncoderError(RuntimeError):
 # --------------------------------------------------------------------------------------
 # Semantic embeddings
 # --------------------------------------------------------------------------------------
-
-
-def _module_fingerprint() -> str:
-    """A hash of this file, so changed embedding code never reuses old cached artifacts."""
-    return hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:16]
 
 
 def resolve_encoder(name: str) -> str:
@@ -209,7 +205,7 @@ def _semantic_key(items: Sequence[Item], cfg: EmbeddingConfig) -> tuple[dict, li
         digest.update(item.text.encode())
         digest.update(b"\x00")
     config = {"encoder": cfg.encoder, "max_seq_length": cfg.max_seq_length}
-    return config, [digest.hexdigest()[:16], _module_fingerprint()]
+    return config, [digest.hexdigest()[:16], STAGES["semantic_embeddings"].code()]
 
 
 def cached_semantic_embeddings(
@@ -501,7 +497,7 @@ def _sasrec_key(dataset: Dataset, split: Split, cfg: EmbeddingConfig, seed: int,
         "seed": seed,
         **opts,
     }
-    return config, [digest, _module_fingerprint()]
+    return config, [digest, STAGES["sasrec"].code()]
 
 
 def cached_sasrec(

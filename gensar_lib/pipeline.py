@@ -25,7 +25,7 @@ from typing import Literal
 import numpy as np
 import torch
 
-from gensar_lib.artifacts import ArtifactCache, atomic_dir, code_fingerprint, write_json
+from gensar_lib.artifacts import ArtifactCache, atomic_dir, write_json
 from gensar_lib.codestats import next_item_prefix_match, pair_agreement, structure_measures
 from gensar_lib.config import Profile, fingerprint
 from gensar_lib.data.pipeline import PreparedData
@@ -56,6 +56,7 @@ from gensar_lib.instructions import (
 )
 from gensar_lib.metrics import MISSING, ndcg, rank_of, summarize
 from gensar_lib.quantize import JointRQVAE, SingleRQVAE, kmeans, level_names, train_rqvae
+from gensar_lib.stages import STAGES
 
 IdentifierType = Literal["gensar", "semantic", "collaborative", "concatenated"]
 IDENTIFIER_TYPES: tuple[str, ...] = ("gensar", "semantic", "collaborative", "concatenated")
@@ -64,7 +65,6 @@ SINGLE_LABELS = {"semantic": "semantic-only", "collaborative": "collaborative-on
 # The checkpoint rule: reconstruction from the codes plus code entropy (quantize.checkpoint_score).
 # Departure: the official code keeps the epoch with the fewest collisions ("best_collision").
 SELECT = "recon_entropy"
-_CODE = Path(__file__).parent
 
 
 @dataclass
@@ -146,9 +146,9 @@ def identifier_model(
         state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         return IdentifierModel(kind, state, history.as_dict(), tuple(x.shape[1] for x in inputs))
 
-    key_inputs = [emb.fingerprint(), code_fingerprint(_CODE / "quantize.py", _CODE / "codestats.py")]
-    return cache.cached(f"rqvae_{kind}", {"quantize": profile.quantize, "seed": profile.seed, "select": SELECT},
-                        make, key_inputs)
+    stage = STAGES["rqvae"]
+    return cache.cached(f"{stage.name}_{kind}", {**stage.config(profile), "select": SELECT}, make,
+                        [emb.fingerprint(), stage.code()])
 
 
 @dataclass
@@ -476,11 +476,9 @@ def train_generative(
     """Instructions (mixed by ``train.task_mix``) -> tokenizer -> T5 -> training with validation (cached,
     resumable; notebook 05)."""
     cache = cache or ArtifactCache()
-    config = {"model": profile.model, "train": profile.train, "eval": profile.eval, "seed": profile.seed}
-    inputs = [prepared.key, fingerprint(to_json(ids)),
-              code_fingerprint(*(_CODE / f for f in ("generative.py", "instructions.py", "decoding.py", "metrics.py",
-                                                     "pipeline.py")))]
-    key = cache.key("t5", config, inputs)
+    stage = STAGES["t5"]
+    config, inputs = stage.config(profile), [prepared.key, fingerprint(to_json(ids)), stage.code()]
+    key = cache.key(stage.name, config, inputs)
     work = cache.root / "t5_work" / key  # resumable training state lives here until the stage is done
 
     def build(folder: Path) -> None:
@@ -500,7 +498,7 @@ def train_generative(
         shutil.copytree(result.best_dir, folder / "best")
         write_json(folder / "history.json", result.history)
 
-    folder = cache.build("t5", config, build, inputs)  # locked per key: one process trains, another waits
+    folder = cache.build(stage.name, config, build, inputs)  # locked per key: one process trains, another waits
     shutil.rmtree(work, ignore_errors=True)
     model, tokenizer = load_best(folder)
     history = json.loads((folder / "history.json").read_text())

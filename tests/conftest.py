@@ -1,9 +1,26 @@
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
 
 from gensar_lib.config import REPO_ROOT
+
+_SESSION_CACHE: list[str] = []
+
+
+def pytest_configure(config):
+    """Each test session gets its own artifact cache (``GENSAR_CACHE``), which the notebooks and
+    subprocesses it starts inherit: no test can pass on an artifact an older session left."""
+    if not _SESSION_CACHE:
+        _SESSION_CACHE.append(tempfile.mkdtemp(prefix="gensar-test-cache-"))
+        os.environ["GENSAR_CACHE"] = _SESSION_CACHE[0]
+
+
+def pytest_unconfigure(config):
+    if _SESSION_CACHE:
+        shutil.rmtree(_SESSION_CACHE.pop(), ignore_errors=True)
 
 OFFICE_DIR = REPO_ROOT.parent / "shared" / "data" / "amazon-office"
 

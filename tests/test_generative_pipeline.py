@@ -12,7 +12,7 @@ from gensar_lib.config import load_profile
 from gensar_lib.data.pipeline import prepare_data
 from gensar_lib.pipeline import all_identifiers, evaluate_generative, train_generative
 
-# Shared with the notebooks (data/cache), so CI trains the tiny T5 once; keys include the code.
+# The session's cache (conftest), shared with the notebooks, so a test session trains the tiny T5 once.
 CACHE = ArtifactCache()
 RANDOM_SAMPLED_NDCG10 = float(np.sum(1 / np.log2(np.arange(10) + 2)) / 100)  # target uniform among 100
 

@@ -1,8 +1,8 @@
 """scripts/make_student_copies.py: the student copies of the notebooks (``make student``).
 
 Unit tests run the transformation on small synthetic notebooks; the end-to-end tests generate the
-student copies of the real notebooks, then execute those with exercises (profile tiny, the default
-``data/cache``, so the cached stages of the instructor notebooks are reused) and require every check
+student copies of the real notebooks, then execute those with exercises (profile tiny, the test
+session's cache, so the cached stages of the instructor notebooks are reused) and require every check
 cell to report "not done yet" without any cell failing.
 """
 from __future__ import annotations
@@ -335,7 +335,7 @@ def _notebooks_to_execute() -> list[str]:
 
 
 def execute_student_copy(path: Path, figures: Path) -> list[tuple[str, str]]:
-    """Execute the student copy ``path`` in its folder (profile tiny, default cache, this environment).
+    """Execute the student copy ``path`` in its folder (profile tiny, the session's cache, this environment).
 
     Raises nbclient's CellExecutionError, naming the cell, if any cell fails; returns for every
     ``check`` cell its source and the text it printed or returned.
@@ -347,7 +347,6 @@ def execute_student_copy(path: Path, figures: Path) -> list[tuple[str, str]]:
     with pytest.MonkeyPatch.context() as mp:
         for key, value in env.items():
             mp.setenv(key, value)
-        mp.delenv("GENSAR_CACHE", raising=False)  # the default data/cache: reuse the cached stages
         # "python3" runs sys.executable (jupyter_client swaps a bare "python" for it): this environment.
         client = NotebookClient(nb, timeout=NOTEBOOK_TIMEOUT_S, kernel_name="python3", allow_errors=False,
                                 resources={"metadata": {"path": str(path.parent)}})

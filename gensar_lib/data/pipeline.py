@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gensar_lib.artifacts import ArtifactCache, code_fingerprint
+from gensar_lib.artifacts import ArtifactCache
 from gensar_lib.config import Profile, dataset_spec, load_profile
 from gensar_lib.data.amazon import load_folder
 from gensar_lib.data.candidates import build_candidates
@@ -21,6 +21,7 @@ from gensar_lib.data.queries import add_search_events, warn_if_no_search
 from gensar_lib.data.schema import DataError, Dataset
 from gensar_lib.data.splits import Split, leave_one_out
 from gensar_lib.data.synthetic import SyntheticWorld, build_synthetic_world
+from gensar_lib.stages import STAGES
 
 SYNTHETIC = "synthetic"
 
@@ -77,8 +78,9 @@ def prepare_data(
     spec = dataset_spec(spec)
     profile = profile or load_profile()
     cache = cache or ArtifactCache()
-    inputs = [source_fingerprint(spec), code_fingerprint(Path(__file__).parent)]
-    key = cache.key("data", profile.data, inputs)
-    prepared = cache.cached("data", profile.data, lambda: _prepare(spec, profile, key), inputs)
+    stage = STAGES["data"]
+    config, inputs = stage.config(profile), [source_fingerprint(spec), stage.code()]
+    key = cache.key(stage.name, config, inputs)
+    prepared = cache.cached(stage.name, config, lambda: _prepare(spec, profile, key), inputs)
     warn_if_no_search(prepared.dataset)  # again for a cached dataset (the warnings module shows it once)
     return prepared

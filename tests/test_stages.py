@@ -1,0 +1,81 @@
+"""Declared stages: a change to any module a stage runs gives it a new cache key, and no other change does."""
+import shutil
+
+import pytest
+
+from gensar_lib.config import load_profile
+from gensar_lib.stages import KEYLESS, PACKAGE, STAGES, Stage, module_closure
+
+
+@pytest.fixture(scope="module")
+def package_copy(tmp_path_factory):
+    root = tmp_path_factory.mktemp("src") / "gensar_lib"
+    shutil.copytree(PACKAGE, root, ignore=shutil.ignore_patterns("__pycache__"))
+    return root
+
+
+def _names(paths, root):
+    return {str(p.relative_to(root)) for p in paths}
+
+
+@pytest.mark.parametrize("name", sorted(STAGES))
+def test_editing_any_module_a_stage_runs_changes_its_key(name, package_copy):
+    stage = STAGES[name]
+    files = stage.modules(package_copy)
+    assert _names(files, package_copy) == _names(stage.modules(), PACKAGE)
+    before = stage.code(package_copy)
+    for path in files:
+        source = path.read_bytes()
+        path.write_bytes(source + b"\n# edited\n")
+        try:
+            assert stage.code(package_copy) != before, path
+        finally:
+            path.write_bytes(source)
+    outside = sorted(set(package_copy.rglob("*.py")) - set(files))
+    for path in outside:  # modules the stage does not run leave its key alone
+        source = path.read_bytes()
+        path.write_bytes(source + b"\n# edited\n")
+        try:
+            assert stage.code(package_copy) == before, path
+        finally:
+            path.write_bytes(source)
+
+
+def test_the_keys_cover_what_the_hand_written_lists_missed():
+    """The T5 key once left out decoding, metrics and pipeline (checkpoint selection runs them), and the
+    RQ-VAE key identifiers (its collision rate picks the epoch)."""
+    t5 = _names(STAGES["t5"].modules(), PACKAGE)
+    assert {"decoding.py", "metrics.py", "pipeline.py", "generative.py", "instructions.py"} <= t5
+    assert {"identifiers.py", "quantize.py", "codestats.py"} <= _names(STAGES["rqvae"].modules(), PACKAGE)
+    assert {"baselines.py", "ablation.py"} <= _names(STAGES["ablation_run"].modules(), PACKAGE)
+    data = _names(STAGES["data"].modules(), PACKAGE)
+    assert "data/synthetic.py" in data and "generative.py" not in data
+    for stage in STAGES.values():
+        assert not {"config.py", "artifacts.py", "stages.py"} & _names(stage.modules(), PACKAGE)
+    assert all(k.startswith("gensar_lib.") for k in KEYLESS)
+
+
+def test_closure_follows_late_relative_and_module_imports(tmp_path):
+    root = tmp_path / "gensar_lib"
+    (root / "sub").mkdir(parents=True)
+    (root / "__init__.py").write_text("")
+    (root / "sub" / "__init__.py").write_text("")
+    (root / "a.py").write_text("def f():\n    from gensar_lib import b\n")
+    (root / "b.py").write_text("from gensar_lib.sub.c import x\n")
+    (root / "sub" / "c.py").write_text("from .d import y\nx = 1\n")
+    (root / "sub" / "d.py").write_text("import numpy\ny = 2\n")
+    (root / "e.py").write_text("")
+    (root / "sub" / "f.py").write_text("")  # in the imported package, but never imported
+    assert _names(module_closure(("gensar_lib.a",), root), root) == {
+        "__init__.py", "a.py", "b.py", "sub/__init__.py", "sub/c.py", "sub/d.py"}
+    with pytest.raises(ValueError, match="stage module 'gensar_lib.nope'"):
+        module_closure(("gensar_lib.nope",), root)
+
+
+def test_a_stage_reads_its_profile_slice():
+    profile = load_profile("tiny")
+    assert STAGES["t5"].config(profile) == {"model": profile.model, "train": profile.train,
+                                            "eval": profile.eval, "seed": profile.seed}
+    assert Stage("x", ("train.lr",), (), ()).config(profile) == {"train.lr": profile.train.lr}
+    assert set(STAGES) == {"data", "semantic_embeddings", "sasrec", "rqvae", "t5", "ablation_run"}
+    assert all(c in STAGES for s in STAGES.values() for c in s.consumes)
