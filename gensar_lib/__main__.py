@@ -68,7 +68,7 @@ def _train(args: argparse.Namespace) -> None:
                                                for h in gen.history]}
     print(f"wrote {write_json(Path(args.out) / 'metrics.json', report)}")
     seconds = gen.history[-1]["train_seconds"] if gen.history else 0.0
-    run = provenance(sys.argv) | {"train_seconds": seconds, "t5_folder": str(gen.folder),
+    run = provenance(args.argv) | {"train_seconds": seconds, "t5_folder": str(gen.folder),
                                   "timings": [{k: h.get(k) for k in ("round", "step", *TIMING_KEYS)}
                                               for h in gen.history]}
     print(f"wrote {write_json(Path(args.out) / 'run.json', run)} (training took {seconds / 60:.1f} min)")
@@ -78,7 +78,8 @@ def _train(args: argparse.Namespace) -> None:
 
 
 def provenance(argv: list[str]) -> dict:
-    """Command, date, machine, load and code fingerprint of a run (README results cite them)."""
+    """Command (``argv``: the arguments after the program name), date, machine, load and code
+    fingerprint of a run (README results cite them)."""
     import os
     import platform
     import time
@@ -87,7 +88,7 @@ def provenance(argv: list[str]) -> dict:
 
     from gensar_lib.artifacts import code_fingerprint
 
-    return {"command": "python -m gensar_lib " + " ".join(argv[1:]),
+    return {"command": "python -m gensar_lib " + " ".join(argv),
             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
             "machine": f"{platform.machine()} {os.cpu_count()} CPUs, {platform.platform()}",
             "torch_threads": torch.get_num_threads(), "load_average": os.getloadavg(),
@@ -95,7 +96,8 @@ def provenance(argv: list[str]) -> dict:
 
 
 def _ablation(args: argparse.Namespace) -> None:
-    from gensar_lib.ablation import paper_table, run_ablation, write_ablation
+    from gensar_lib.ablation import committed_path, paper_table, run_ablation, write_ablation
+    from gensar_lib.artifacts import write_json
     from gensar_lib.data.pipeline import prepare_data
     from gensar_lib.plots import use_style
 
@@ -104,9 +106,12 @@ def _ablation(args: argparse.Namespace) -> None:
     profile = load_profile(args.profile)
     prepared = prepare_data(args.dataset, profile)
     result = run_ablation(prepared, profile, args.seeds, _methods(args), all_seeds=args.all_seeds)
-    result.provenance = provenance(sys.argv)
+    result.provenance = provenance(args.argv)
     for path in write_ablation(args.out, result):
         print(f"wrote {path}")
+    if args.commit:
+        print(f"wrote {write_json(committed_path(result.dataset, profile.name), result.as_dict())} "
+              "(the committed results notebook 06 loads)")
     print(paper_table(result.runs).to_string())
 
 
@@ -175,6 +180,9 @@ def parser() -> argparse.ArgumentParser:
                           help="seeds of the headline methods (the others run profile.ablation.other_seeds)")
     ablation.add_argument("--all-seeds", action="store_true", help="run every method for every seed")
     ablation.add_argument("--methods", default=None, help="comma-separated subset of the methods (default: all)")
+    ablation.add_argument("--commit", action="store_true",
+                          help="also write the results to figures/06_identifier_ablation/"
+                               "ablation_<dataset>_<profile>.json, which notebook 06 loads")
     for command in (stats, idents, trainer, ablation):
         command.add_argument("--dataset", default=None, help="'synthetic' (default) or a dataset folder")
         command.add_argument("--profile", default=None, help="tiny | small | paper (default: small)")
@@ -182,7 +190,9 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = parser().parse_args(argv)
+    args.argv = argv  # provenance records the command as given
     try:
         with sigterm_as_exit(), warnings.catch_warnings():
             warnings.showwarning = _show_warning  # SIGTERM ends like Ctrl-C: finally blocks remove temporary folders

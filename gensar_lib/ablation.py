@@ -25,7 +25,9 @@ retrieval metrics, which would need one T5 per grid point.
 """
 from __future__ import annotations
 
+import json
 import time
+import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
@@ -34,8 +36,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from gensar_lib.artifacts import ArtifactCache, code_fingerprint, write_json
-from gensar_lib.config import ConfigError, Profile, fingerprint
+from gensar_lib.artifacts import ArtifactCache, write_json
+from gensar_lib.config import REPO_ROOT, ConfigError, Profile, fingerprint
 from gensar_lib.data.pipeline import PreparedData
 from gensar_lib.identifiers import ItemIdentifiers, collision_rate, make_token, single_vocabulary, to_json
 from gensar_lib.instructions import TaskMix
@@ -50,6 +52,7 @@ from gensar_lib.pipeline import (
     item_embeddings,
     train_generative,
 )
+from gensar_lib.stages import STAGES
 
 IDENTIFIER_VARIANTS: tuple[str, ...] = ("gensar", "semantic", "collaborative", "concatenated", "separate", "random")
 # the families a single-task run keeps from the profile's task mix
@@ -65,8 +68,8 @@ LABELS = {
     "gensar-rec-only": "GenSAR, rec. data only", "gensar-search-only": "GenSAR, search data only",
     "popularity": "popularity", "sasrec": "SASRec", "bm25": "BM25", "dense": "dense (MiniLM)",
 }
-_CODE = Path(__file__).parent
 NOTEBOOK = "06_identifier_ablation"
+COMMITTED = REPO_ROOT / "figures" / NOTEBOOK  # the committed multi-seed results notebook 06 loads
 
 
 def check_methods(methods: tuple[str, ...] | list[str]) -> tuple[str, ...]:
@@ -180,10 +183,9 @@ def run_method(method: str, prepared: PreparedData, profile: Profile, seed: int,
                 "train_seconds": sum(h["seconds"] for h in gen.history),
                 "total_seconds": time.perf_counter() - start}
 
-    inputs = [prepared.key, fingerprint(to_json(variant.ids)),
-              code_fingerprint(*(_CODE / f for f in ("pipeline.py", "decoding.py", "metrics.py", "generative.py",
-                                                       "instructions.py")))]
-    out = cache.cached("ablation_run", {"method": method, "profile": prof}, make, inputs)
+    stage = STAGES["ablation_run"]
+    out = cache.cached(stage.name, {"method": method, **stage.config(prof)}, make,
+                       [prepared.key, fingerprint(to_json(variant.ids)), stage.code()])
     return {"method": method, "family": "generative", "seed": seed, **out, "collisions": variant.collisions}
 
 
@@ -265,6 +267,65 @@ def run_ablation(prepared: PreparedData, profile: Profile, seeds: int = 1, metho
     return AblationResult(prepared.dataset.name, profile.name, runs, grid, structure, fingerprint(profile))
 
 
+def committed_path(dataset: str, profile: str) -> Path:
+    """Where the committed results of a dataset and profile live (the CLI's ``--commit`` writes them)."""
+    return COMMITTED / f"ablation_{dataset.lower()}_{profile}.json"
+
+
+def from_dict(report: dict[str, Any]) -> AblationResult:
+    """An :class:`AblationResult` from its ``ablation.json`` form."""
+    return AblationResult(report["dataset"], report["profile"], report["runs"], report.get("hparams", []),
+                          report.get("structure", {}), report.get("profile_key", ""), report.get("provenance", {}))
+
+
+def load_committed(dataset: str, profile: Profile, path: Path | None = None) -> AblationResult | None:
+    """The committed results of this dataset and profile; None (with a warning) when absent or made
+    with other profile values, so that no stale number is shown as today's."""
+    path = path or committed_path(dataset, profile.name)
+    if not path.exists():
+        warnings.warn(f"no committed ablation results at {path}: every method is trained now", stacklevel=2)
+        return None
+    result = from_dict(json.loads(path.read_text()))
+    if result.profile_key != fingerprint(profile):
+        warnings.warn(f"{path}: field 'profile_key' = {result.profile_key!r}, but profile {profile.name!r} is now "
+                      f"{fingerprint(profile)!r} (its values changed since these results were made): they are "
+                      f"not loaded, and every method is trained now", stacklevel=2)
+        return None
+    return result
+
+
+def combine(now: AblationResult, committed: AblationResult | None) -> AblationResult:
+    """The runs made now, and the committed runs of every other (method, seed); each run names its
+    ``source``. The hyper-parameter grid and structure are today's when computed, else the committed ones."""
+    fresh = {(r["method"], r["seed"]) for r in now.runs}
+    runs = [{**r, "source": "trained now"} for r in now.runs]
+    if committed is None:
+        return replace(now, runs=runs)
+    loaded = f"loaded ({committed.provenance.get('date', 'undated')})"
+    runs += [{**r, "source": loaded} for r in committed.runs if (r["method"], r["seed"]) not in fresh]
+    return replace(now, runs=runs, hparams=now.hparams or committed.hparams,
+                   structure=now.structure or committed.structure)
+
+
+def sources_frame(runs: list[dict[str, Any]]) -> pd.DataFrame:
+    """Which seeds of each method were trained now and which were loaded."""
+    df = pd.DataFrame([{"method": r["method"], "source": r.get("source", "trained now"), "seed": r["seed"]}
+                       for r in runs])
+    return (df.groupby(["method", "source"], sort=False)["seed"].agg(lambda s: ", ".join(map(str, sorted(s))))
+            .rename("seeds").reset_index())
+
+
+def reproduction(now: AblationResult, committed: AblationResult) -> pd.DataFrame:
+    """For each (method, seed) in both: the largest absolute difference of any metric (0: reproduced)."""
+    old = {(r["method"], r["seed"]): long_frame([r]).set_index(["task", "protocol", "metric"])["value"]
+           for r in committed.runs}
+    rows = [{"method": r["method"], "seed": r["seed"],
+             "max_abs_difference": float((long_frame([r]).set_index(["task", "protocol", "metric"])["value"]
+                                          - old[(r["method"], r["seed"])]).abs().max())}
+            for r in now.runs if (r["method"], r["seed"]) in old]
+    return pd.DataFrame(rows, columns=["method", "seed", "max_abs_difference"])
+
+
 # ---------------------------------------------------------------------------
 # Tables
 # ---------------------------------------------------------------------------
@@ -305,6 +366,25 @@ def pareto_front(points: dict[str, tuple[float, float]]) -> set[str]:
         return p[0] >= q[0] and p[1] >= q[1] and p != q
 
     return {m for m, p in points.items() if not any(dominates(q, p) for n, q in points.items() if n != m)}
+
+
+def differences(runs: list[dict[str, Any]], protocol: str = "sampled", metric: str = "NDCG@10",
+                reference: str = "gensar") -> pd.DataFrame:
+    """``reference`` minus every other generative method, per task: the difference, its standard error
+    (sqrt(s1^2/n1 + s2^2/n2); NaN when either ran one seed) and whether it exceeds two of them."""
+    s = summary_frame(runs, protocol)
+    s = s[(s.metric == metric) & (s.family == "generative")].set_index(["method", "task"])
+    rows = []
+    for (method, task), other in s.iterrows():
+        if method == reference:
+            continue
+        ref = s.loc[(reference, task)]
+        se = float(np.sqrt(ref["std"] ** 2 / ref["seeds"] + other["std"] ** 2 / other["seeds"]))
+        diff = float(ref["mean"] - other["mean"])
+        rows.append({"method": method, "task": task, "difference": diff, "standard_error": se,
+                     "seeds": f"{int(ref['seeds'])} vs {int(other['seeds'])}",
+                     "beyond_2se": bool(abs(diff) > 2 * se) if np.isfinite(se) else None})
+    return pd.DataFrame(rows, columns=["method", "task", "difference", "standard_error", "seeds", "beyond_2se"])
 
 
 def collision_frame(runs: list[dict[str, Any]]) -> pd.DataFrame:

@@ -8,7 +8,7 @@ import pytest
 
 from gensar_lib import ablation
 from gensar_lib.__main__ import main
-from gensar_lib.config import ConfigError, load_profile
+from gensar_lib.config import ConfigError, fingerprint, load_profile
 from gensar_lib.identifiers import collision_rate, parse_token
 
 TINY = load_profile("tiny")
@@ -86,6 +86,56 @@ def test_summary_and_paper_table_aggregate_over_seeds():
     assert table.loc[ablation.LABELS["semantic"], ("search", "NDCG@5")] == "0.2500"
 
 
+def test_differences_give_two_standard_error_verdicts():
+    runs = [_run("gensar", 0, 0.30, 0.5), _run("gensar", 1, 0.32, 0.5), _run("gensar", 2, 0.34, 0.5),
+            _run("semantic", 0, 0.10, 0.50), _run("semantic", 1, 0.12, 0.52), _run("semantic", 2, 0.14, 0.48),
+            _run("random", 0, 0.0, 0.0)]
+    d = ablation.differences(runs).set_index(["method", "task"])
+    rec = d.loc[("semantic", "rec")]
+    assert rec.difference == pytest.approx(0.2)
+    assert rec.standard_error == pytest.approx(np.sqrt(2 * 0.02 ** 2 / 3)) and rec.beyond_2se
+    search = d.loc[("semantic", "search")]
+    assert search.difference == pytest.approx(0.0) and not search.beyond_2se
+    assert d.loc[("random", "rec")].beyond_2se is None and d.loc[("random", "rec")].seeds == "3 vs 1"
+    assert "gensar" not in d.index.get_level_values("method")
+
+
+def _result(runs, profile=TINY, **kw):
+    return ablation.AblationResult("synthetic", profile.name, runs, profile_key=fingerprint(profile), **kw)
+
+
+def test_committed_results_load_only_for_the_same_profile(tmp_path):
+    path = tmp_path / "ablation.json"
+    made = _result([_run("gensar", 0, 0.2, 0.4)], provenance={"date": "2026-12-01 18:00 UTC"})
+    path.write_text(json.dumps(made.as_dict()))
+    assert ablation.load_committed("synthetic", TINY, path) == made
+    other = replace(TINY, train=replace(TINY.train, lr=1e-4))
+    with pytest.warns(UserWarning, match="profile_key.*values changed"):
+        assert ablation.load_committed("synthetic", other, path) is None
+    with pytest.warns(UserWarning, match="no committed ablation results"):
+        assert ablation.load_committed("synthetic", TINY, tmp_path / "none.json") is None
+    assert ablation.committed_path("Office", "small").name == "ablation_office_small.json"
+
+
+def test_combine_keeps_todays_runs_and_loads_the_rest():
+    committed = _result([_run("gensar", 0, 0.2, 0.4), _run("gensar", 1, 0.3, 0.5), _run("semantic", 0, 0.1, 0.5)],
+                        hparams=[{"codebook_size": 8}], provenance={"date": "2026-12-01 18:00 UTC"})
+    now = _result([_run("gensar", 0, 0.2, 0.45)])
+    both = ablation.combine(now, committed)
+    assert [(r["method"], r["seed"], r["source"]) for r in both.runs] == [
+        ("gensar", 0, "trained now"), ("gensar", 1, "loaded (2026-12-01 18:00 UTC)"),
+        ("semantic", 0, "loaded (2026-12-01 18:00 UTC)")]
+    assert both.hparams == committed.hparams
+    sources = ablation.sources_frame(both.runs)
+    assert sources.values.tolist() == [["gensar", "trained now", "0"],
+                                       ["gensar", "loaded (2026-12-01 18:00 UTC)", "1"],
+                                       ["semantic", "loaded (2026-12-01 18:00 UTC)", "0"]]
+    rep = ablation.reproduction(now, committed)
+    assert rep.values.tolist() == [["gensar", 0, pytest.approx(0.05)]]  # search sampled 0.45 vs 0.40
+    alone = ablation.combine(now, None)
+    assert [r["source"] for r in alone.runs] == ["trained now"]
+
+
 def test_variant_identifiers(tiny_prepared, session_cache):
     n = tiny_prepared.dataset.n_items
     out = {m: ablation.variant_identifiers(m, tiny_prepared, TINY, session_cache)
@@ -106,9 +156,11 @@ def test_variant_identifiers(tiny_prepared, session_cache):
 
 @pytest.fixture(scope="module")
 def tiny_ablation(tmp_path_factory):
-    """The command line's tiny ablation on the synthetic world; the default cache, which notebook 06 reuses."""
+    """The command line's tiny ablation on the synthetic world; the session's cache, which notebook 06 reuses."""
     out = tmp_path_factory.mktemp("ablation")
-    assert main(["ablation", "--dataset", "synthetic", "--profile", "tiny", "--out", str(out)]) == 0
+    with pytest.MonkeyPatch.context() as mp:  # --commit writes here, not into the repository's figures/
+        mp.setattr(ablation, "COMMITTED", out / "committed")
+        assert main(["ablation", "--dataset", "synthetic", "--profile", "tiny", "--commit", "--out", str(out)]) == 0
     return out, json.loads((out / "ablation.json").read_text())
 
 
@@ -126,6 +178,9 @@ def test_ablation_cli_writes_every_method_and_figure(tiny_ablation):
     for name in ablation.FIGURES:
         for ext in ("png", "csv"):
             assert (out / "figures" / ablation.NOTEBOOK / f"{name}.{ext}").stat().st_size > 0
+    assert report["provenance"]["command"].startswith("python -m gensar_lib ablation --dataset synthetic")
+    assert report["profile_key"] == fingerprint(TINY)
+    assert json.loads((out / "committed" / "ablation_synthetic_tiny.json").read_text()) == report
 
 
 def _ndcg(report, method, task):
