@@ -88,14 +88,14 @@ def candidate_profile(name: str, steps: int, eval_every: int) -> Profile:
 def run_candidate(name: str, spec: str, steps: int, eval_every: int) -> dict[str, Any]:
     """Train (or load) one candidate and score its best checkpoint on the test users."""
     from gensar_lib.data.pipeline import prepare_data
-    from gensar_lib.pipeline import all_identifiers, eval_subset, evaluate_generative, train_generative
+    from gensar_lib.evaluation import evaluate_generative, held_out
+    from gensar_lib.pipeline import all_identifiers, train_generative
 
     profile = candidate_profile(name, steps, eval_every)
     prepared = prepare_data(spec, profile)
     ids = all_identifiers(prepared, profile, kinds=("gensar",), progress=False)["gensar"].ids
     gen = train_generative(prepared, ids, profile, progress=False)
-    cases, candidates = eval_subset(prepared.split.test, prepared.candidates["test"],
-                                    profile.eval.max_eval_users, profile.data.seed)
+    cases, candidates = held_out(prepared, profile)
     return {"candidate": name, "overrides": CANDIDATES[name], "history": gen.history,
             "test": evaluate_generative(gen, cases, candidates, profile), "t5_folder": str(gen.folder)}
 

@@ -54,14 +54,14 @@ def _train(args: argparse.Namespace) -> None:
     from gensar_lib.artifacts import write_json
     from gensar_lib.data.pipeline import prepare_data
     from gensar_lib.generative import TIMING_KEYS
-    from gensar_lib.pipeline import all_identifiers, eval_subset, evaluate_generative, train_generative
+    from gensar_lib.evaluation import evaluate_generative, held_out
+    from gensar_lib.pipeline import all_identifiers, train_generative
 
     profile = load_profile(args.profile)
     prepared = prepare_data(args.dataset, profile)
     ids = all_identifiers(prepared, profile, kinds=("gensar",))["gensar"].ids
     gen = train_generative(prepared, ids, profile)
-    cases, candidates = eval_subset(prepared.split.test, prepared.candidates["test"],
-                                    profile.eval.max_eval_users, profile.data.seed)
+    cases, candidates = held_out(prepared, profile)
     metrics = evaluate_generative(gen, cases, candidates, profile)
     report = {"dataset": prepared.dataset.name, "profile": profile.name, "test_cases": len(cases),
               "metrics": metrics, "training": [{k: v for k, v in h.items() if k not in TIMING_KEYS}
@@ -115,6 +115,28 @@ def _ablation(args: argparse.Namespace) -> None:
     print(paper_table(result.runs).to_string())
 
 
+def _predict(args: argparse.Namespace) -> None:
+    """The trained model's top items for one user: recommendations, or search results for ``--query``."""
+    from gensar_lib.data.pipeline import prepare_data
+    from gensar_lib.evaluation import recommend, search
+    from gensar_lib.pipeline import all_identifiers, train_generative
+
+    profile = load_profile(args.profile)
+    prepared = prepare_data(args.dataset, profile)
+    ds = prepared.dataset
+    if args.user not in ds.users:
+        raise ConfigError(f"--user {args.user!r}: no such user in dataset {ds.name!r} "
+                          f"({len(ds.users)} users, e.g. {ds.users[0]!r})")
+    history = ds.sequences[ds.users.index(args.user)]
+    gen = train_generative(prepared, all_identifiers(prepared, profile, kinds=("gensar",))["gensar"].ids, profile)
+    items = (recommend(gen, history, profile, args.k) if args.query is None
+             else search(gen, history, args.query, profile, args.k))
+    what = "recommendations" if args.query is None else f"search {args.query!r}"
+    print(f"user {args.user} ({len(history)} events), {what}:")
+    for rank, item in enumerate(items, 1):
+        print(f"{rank:>3}. {ds.items[item].id}  {ds.items[item].title[:80]}")
+
+
 def _methods(args: argparse.Namespace) -> tuple[str, ...] | None:
     """The ``--methods`` names (None: the profile's), each a known ablation method."""
     if args.methods is None:
@@ -135,6 +157,8 @@ def check_arguments(args: argparse.Namespace) -> None:
     load_profile(args.profile)
     if getattr(args, "seeds", 1) < 1:
         raise ConfigError(f"--seeds {args.seeds} is impossible: need at least 1")
+    if getattr(args, "k", 1) < 1:
+        raise ConfigError(f"--k {args.k} is impossible: need at least 1")
     if getattr(args, "methods", None) is not None:
         _methods(args)
     if getattr(args, "out", None) is not None:
@@ -183,7 +207,12 @@ def parser() -> argparse.ArgumentParser:
     ablation.add_argument("--commit", action="store_true",
                           help="also write the results to figures/06_identifier_ablation/"
                                "ablation_<dataset>_<profile>.json, which notebook 06 loads")
-    for command in (stats, idents, trainer, ablation):
+    predict = sub.add_parser("predict", help="the trained model's recommendations (or search results) for a user")
+    predict.set_defaults(run=_predict)
+    predict.add_argument("--user", required=True, help="a user id of the dataset")
+    predict.add_argument("--query", default=None, help="a search query (default: recommend)")
+    predict.add_argument("--k", type=int, default=10, help="how many items (at most the beam size)")
+    for command in (stats, idents, trainer, ablation, predict):
         command.add_argument("--dataset", default=None, help="'synthetic' (default) or a dataset folder")
         command.add_argument("--profile", default=None, help="tiny | small | paper (default: small)")
     return p

@@ -1,7 +1,7 @@
 """The identifier ablation, the single-task models and the baselines (notebook 06_identifier_ablation).
 
 Every method is evaluated on the same test users with the same protocol and metrics
-(``pipeline.evaluate_generative``; ``baselines.evaluate_baselines``). Generative methods
+(:mod:`gensar_lib.evaluation`, through ``baselines.evaluate_baselines`` for the baselines). Generative methods
 are the notebook 05 pipeline with only the identifiers or the task mix changed:
 
 - ``gensar``: dual identifiers from the joint RQ-VAE (shared + specific codebooks);
@@ -44,14 +44,13 @@ from gensar_lib.instructions import TaskMix
 from gensar_lib.pipeline import (
     Identifiers,
     all_identifiers,
-    eval_subset,
-    evaluate_generative,
     identifier_model,
     identifier_structure,
     identifiers,
     item_embeddings,
     train_generative,
 )
+from gensar_lib.evaluation import evaluate_generative, held_out
 from gensar_lib.stages import STAGES
 
 IDENTIFIER_VARIANTS: tuple[str, ...] = ("gensar", "semantic", "collaborative", "concatenated", "separate", "random")
@@ -161,19 +160,13 @@ def run_profile(profile: Profile, seed: int, method: str = "gensar") -> Profile:
     return replace(profile, seed=seed, train=train)
 
 
-def test_cases(prepared: PreparedData, profile: Profile) -> tuple[list, np.ndarray]:
-    """The test cases every method is scored on: the same users for every method and seed."""
-    return eval_subset(prepared.split.test, prepared.candidates["test"], profile.eval.max_eval_users,
-                       profile.data.seed)
-
-
 def run_method(method: str, prepared: PreparedData, profile: Profile, seed: int,
                cache: ArtifactCache | None = None, progress: bool = False) -> dict[str, Any]:
     """Train (or load) one generative method for one seed and evaluate it (cached)."""
     cache = cache or ArtifactCache()
     prof = run_profile(profile, seed, method)
     variant = variant_identifiers(method, prepared, prof, cache, progress)
-    cases, candidates = test_cases(prepared, profile)
+    cases, candidates = held_out(prepared, profile)
 
     def make() -> dict[str, Any]:
         start = time.perf_counter()
@@ -194,7 +187,7 @@ def run_baselines(prepared: PreparedData, profile: Profile, seed: int, cache: Ar
     """Every baseline of :mod:`gensar_lib.baselines`, on the same test cases, for one seed."""
     from gensar_lib.baselines import evaluate_baselines
 
-    cases, candidates = test_cases(prepared, profile)
+    cases, candidates = held_out(prepared, profile)
     results = evaluate_baselines(prepared, replace(profile, seed=seed), cases, candidates, cache)
     return [{"method": name, "family": "baseline", "seed": seed, "metrics": m} for name, m in results.items()]
 

@@ -8,7 +8,7 @@ representatives, each scoring EVERY item for EVERY case of BOTH tasks, so each
 gets a point on Fig. 1 (search performance against recommendation performance):
 
 - ``popularity``: how often each item is a training target of the case's task
-  (``embeddings.popularity_scores``); the same row for every case of a task.
+  (``popularity_scores``); the same row for every case of a task.
 - ``sasrec``: the cached SASRec (the suite's UniSAR stand-in,
   ``embeddings.cached_sasrec``) scores items after the user's recommendation
   history. For search cases it IGNORES THE QUERY: it recommends, whatever was
@@ -25,10 +25,10 @@ gets a point on Fig. 1 (search performance against recommendation performance):
   is BGE (bge-base-en-v1.5). Queries are encoded in batches, each distinct
   string once per process.
 
-Evaluation is GenSAR's (``pipeline.evaluate_generative``): HR@1/5/10 and
+Evaluation is GenSAR's (:mod:`gensar_lib.evaluation`): HR@1/5/10 and
 NDCG@5/10 per task, under the sampled protocol (the target among its 99
 candidate negatives) and under full ranking (all items, history not masked),
-via ``embeddings.evaluate_scores``. Ties count against the positive, so a row
+via ``evaluation.evaluate_scorer``. Ties count against the positive, so a row
 of zeros puts the target last.
 
 **BM25 is handicapped by construction under the sampled search protocol**: the
@@ -53,23 +53,19 @@ from gensar_lib.config import EmbeddingConfig, Profile
 from gensar_lib.data.candidates import BM25Index
 from gensar_lib.data.pipeline import PreparedData
 from gensar_lib.data.queries import text_terms
-from gensar_lib.data.splits import Case
+from gensar_lib.data.schema import Dataset
+from gensar_lib.data.splits import Case, Split
 from gensar_lib.embeddings import (
     cached_sasrec,
     cached_semantic_embeddings,
     encode_texts,
-    evaluate_scores,
-    popularity_scores,
     rec_items,
     sasrec_scores,
 )
-from gensar_lib.metrics import summarize
+from gensar_lib.evaluation import Metrics, evaluate_scorer
 
 BASELINES: tuple[str, ...] = ("popularity", "sasrec", "bm25", "dense")
-TASKS: tuple[str, ...] = ("rec", "search")
-PROTOCOLS: tuple[str, ...] = ("sampled", "full")
 
-Metrics = dict[str, dict[str, dict[str, float]]]  # {task: {protocol: {"HR@1": ...}}}
 
 _BM25: dict[str, BM25Index] = {}  # per prepared.key: building the index costs a second on Office
 _MAX_INDEXES = 2
@@ -99,6 +95,20 @@ def text_query(case: Case, prepared: PreparedData) -> str | None:
 # --------------------------------------------------------------------------------------
 # Score matrices [n_cases, n_items]
 # --------------------------------------------------------------------------------------
+
+
+def popularity_scores(dataset: Dataset, split: Split, cases: Sequence[Case]) -> np.ndarray:
+    """Popularity scores [n_cases, n_items]: how often each item is a training target of the case's task.
+
+    The same row for every case of a task (no personalisation). Ties count against
+    the positive in ``evaluation.evaluate_scores``, so an unseen positive gets no luck.
+    """
+    counts = {task: np.zeros(dataset.n_items, dtype=np.float32) for task in ("rec", "search")}
+    for case in split.train:
+        counts[case.task][case.target.item] += 1
+    if not len(cases):
+        return np.zeros((0, dataset.n_items), dtype=np.float32)
+    return np.stack([counts[c.task] for c in cases])
 
 
 def popularity_baseline(
@@ -205,7 +215,7 @@ def baseline_scores(
 
 
 # --------------------------------------------------------------------------------------
-# Evaluation, the shape of pipeline.evaluate_generative
+# Evaluation (gensar_lib.evaluation)
 # --------------------------------------------------------------------------------------
 
 
@@ -217,28 +227,11 @@ def evaluate_baseline(
     candidates: np.ndarray,
     cache: ArtifactCache | None = None,
 ) -> Metrics:
-    """``{task: {protocol: summary}}`` of a baseline, as ``pipeline.evaluate_generative`` returns it.
-
-    Per task, ``embeddings.evaluate_scores`` ranks the target among the case's candidate row
-    (``sampled``) and among all items (``full``). ``candidates`` is aligned with ``cases``.
-    """
+    """``{task: {protocol: summary}}`` of a baseline, as ``evaluation.evaluate_generative`` returns it."""
     check_name(name)
-    cases = list(cases)
-    candidates = np.asarray(candidates)
-    if len(candidates) != len(cases):
-        raise ValueError(f"{len(candidates)} candidate rows for {len(cases)} cases")
     cache = cache or ArtifactCache()
-    out: Metrics = {}
-    for task in TASKS:
-        rows = [i for i, c in enumerate(cases) if c.task == task]
-        if not rows:  # as evaluate_generative: zeros for a task without cases
-            out[task] = {p: summarize(np.zeros(0, dtype=np.int64)) for p in PROTOCOLS}
-            continue
-        task_cases = [cases[i] for i in rows]
-        result = evaluate_scores(baseline_scores(name, prepared, profile, task_cases, cache), task_cases,
-                                 candidates[rows])
-        out[task] = {p: result[p] for p in PROTOCOLS}
-    return out
+    return evaluate_scorer(lambda task_cases: baseline_scores(name, prepared, profile, task_cases, cache),
+                           cases, candidates)
 
 
 def evaluate_baselines(

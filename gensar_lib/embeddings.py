@@ -45,7 +45,6 @@ from gensar_lib.artifacts import ArtifactCache
 from gensar_lib.config import EmbeddingConfig
 from gensar_lib.data.schema import Dataset, Item
 from gensar_lib.data.splits import Case, Split
-from gensar_lib.metrics import ranks_from_scores, summarize
 from gensar_lib.stages import STAGES
 
 DEFAULT_ENCODER = "all-MiniLM-L6-v2"
@@ -547,52 +546,8 @@ def cached_collaborative_embeddings(
 
 
 # --------------------------------------------------------------------------------------
-# Popularity and evaluation
+# Neighbours
 # --------------------------------------------------------------------------------------
-
-
-def popularity_scores(dataset: Dataset, split: Split, cases: Sequence[Case]) -> np.ndarray:
-    """Popularity scores [n_cases, n_items]: how often each item is a training target of the case's task.
-
-    The same row for every case of a task (no personalisation). Ties count against
-    the positive in ``evaluate_scores``, so an unseen positive gets no luck.
-    """
-    counts = {task: np.zeros(dataset.n_items, dtype=np.float32) for task in ("rec", "search")}
-    for case in split.train:
-        counts[case.task][case.target.item] += 1
-    if not len(cases):
-        return np.zeros((0, dataset.n_items), dtype=np.float32)
-    return np.stack([counts[c.task] for c in cases])
-
-
-def evaluate_scores(
-    scores: np.ndarray, cases: Sequence[Case], candidates: np.ndarray | None = None
-) -> dict[str, dict[str, float]]:
-    """HR@1/5/10 and NDCG@5/10 of a score matrix [n_cases, n_items].
-
-    Returns ``{"full": {...}}``, plus ``"sampled"`` when ``candidates`` is given:
-
-    - ``sampled`` (the paper's protocol): the scores at each case's candidate list
-      (column 0 = the positive, 99 never-touched negatives), ranked;
-    - ``full``: the target ranked among ALL items. The user's history items are
-      NOT masked: the generative model's constrained beam search can emit any
-      item, history included, so its full ranking is unmasked too, and baselines
-      are ranked the same way to stay comparable (a user may also re-buy).
-
-    Ties count against the positive (``metrics.ranks_from_scores``).
-    """
-    scores = np.asarray(scores)
-    if scores.shape[0] != len(cases):
-        raise ValueError(f"scores has {scores.shape[0]} rows but there are {len(cases)} cases")
-    targets = np.array([c.target.item for c in cases], dtype=np.int64)
-    out: dict[str, dict[str, float]] = {}
-    if candidates is not None:
-        candidates = np.asarray(candidates)
-        if candidates.shape[0] != len(cases) or not np.array_equal(candidates[:, 0], targets):
-            raise ValueError("candidate lists are not aligned with the cases (column 0 must be each case's target)")
-        out["sampled"] = summarize(ranks_from_scores(np.take_along_axis(scores, candidates, axis=1)))
-    out["full"] = summarize(ranks_from_scores(scores, targets))
-    return out
 
 
 def nearest_neighbours(embeddings: np.ndarray, k: int = 10) -> np.ndarray:

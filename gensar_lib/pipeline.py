@@ -38,7 +38,6 @@ from gensar_lib.identifiers import (
     all_level_codes,
     to_json,
 )
-from gensar_lib.decoding import ItemTrie, constrained_beam_search, ranked_items
 from gensar_lib.generative import (
     behaviour_and_identifier_tokens,
     build_model,
@@ -51,10 +50,9 @@ from gensar_lib.instructions import (
     REC_TOKEN,
     SRC_TOKEN,
     TaskMix,
-    evaluation_instructions,
     training_instructions,
 )
-from gensar_lib.metrics import MISSING, ndcg, rank_of, summarize
+from gensar_lib.evaluation import held_out, validation_score
 from gensar_lib.quantize import JointRQVAE, SingleRQVAE, kmeans, level_names, train_rqvae
 from gensar_lib.stages import STAGES
 
@@ -348,7 +346,6 @@ def all_identifiers(
 # Generative stage: instructions -> tokenizer -> T5 -> evaluation (notebooks 04 and 05)
 # ---------------------------------------------------------------------------
 
-PROTOCOLS = ("sampled", "full")
 EVAL_TASKS = {"rec": "NRIP", "search": "NSIP"}
 
 
@@ -369,74 +366,6 @@ class GenerativeModel:
 
     def behaviour_token(self, task: str) -> int:
         return self.tokenizer.convert_tokens_to_ids(REC_TOKEN if task == "rec" else SRC_TOKEN)
-
-
-def eval_subset(cases: list, candidates: np.ndarray, max_users: int | None, seed: int) -> tuple[list, np.ndarray]:
-    """The cases (and candidate rows) of at most ``max_users`` users, drawn with a seed."""
-    if max_users is None:
-        return cases, candidates
-    users = sorted({c.user for c in cases})
-    keep = set(np.random.default_rng(seed).choice(users, size=min(max_users, len(users)), replace=False).tolist())
-    rows = [i for i, c in enumerate(cases) if c.user in keep]
-    return [cases[i] for i in rows], candidates[rows]
-
-
-def decode(
-    gen: GenerativeModel,
-    sources: list[str],
-    task: str,
-    profile: Profile,
-    candidates: np.ndarray | None = None,
-    top_k: int = 10,
-    batch_size: int = 64,
-) -> list[list[int]]:
-    """Top-k items per prompt by constrained beam search (over candidates, or the whole catalogue)."""
-    trie = ItemTrie(gen.codes(task))
-    ranked: list[list[int]] = []
-    for start in range(0, len(sources), batch_size):
-        enc = gen.tokenizer(sources[start:start + batch_size], return_tensors="pt", padding=True,
-                            truncation=True, max_length=profile.train.max_source_length)
-        result = constrained_beam_search(
-            gen.model, enc["input_ids"], enc["attention_mask"], trie, gen.behaviour_token(task),
-            profile.eval.beam_size, top_k=min(top_k, profile.eval.beam_size),
-            candidates=None if candidates is None else candidates[start:start + batch_size],
-        )
-        ranked += ranked_items(result)
-    return ranked
-
-
-def rank_cases(gen: GenerativeModel, cases: list, candidates: np.ndarray | None, profile: Profile) -> np.ndarray:
-    """Rank of each case's target in the constrained beam (sampled: among its candidates; full: all items)."""
-    ranks = np.full(len(cases), MISSING, dtype=np.int64)
-    for task in ("rec", "search"):
-        rows = [i for i, c in enumerate(cases) if c.task == task]
-        if not rows:
-            continue
-        sources = [ins.source for ins in evaluation_instructions([cases[i] for i in rows], gen.ids,
-                                                                 profile.train.history_length, profile.train.prompts)]
-        ranked = decode(gen, sources, task, profile, None if candidates is None else candidates[rows])
-        for row, items in zip(rows, ranked):
-            ranks[row] = rank_of(cases[row].target.item, items)
-    return ranks
-
-
-def evaluate_generative(
-    gen: GenerativeModel, cases: list, candidates: np.ndarray, profile: Profile
-) -> dict[str, dict[str, dict[str, float]]]:
-    """HR@1/5/10 and NDCG@5/10 per task under the sampled and full-ranking protocols."""
-    out: dict[str, dict[str, dict[str, float]]] = {}
-    for protocol in PROTOCOLS:
-        ranks = rank_cases(gen, cases, candidates if protocol == "sampled" else None, profile)
-        for task in ("rec", "search"):
-            mask = np.array([c.task == task for c in cases])
-            out.setdefault(task, {})[protocol] = summarize(ranks[mask])
-    return out
-
-
-def validation_score(gen: GenerativeModel, cases: list, candidates: np.ndarray, profile: Profile) -> float:
-    """Mean NDCG@5 of the two tasks under the sampled protocol: the checkpoint criterion."""
-    ranks = rank_cases(gen, cases, candidates, profile)
-    return float(np.mean([ndcg(ranks[[c.task == t for c in cases]], 5) for t in ("rec", "search")]))
 
 
 def tokenizer_corpus(prepared: PreparedData, pairs: list[tuple[str, str]]) -> list[str]:
@@ -488,8 +417,7 @@ def train_generative(
             profile.seed, profile.train.prompts)]
         tokenizer = work_tokenizer(work, prepared, pairs, ids, profile)
         model = build_model(profile.model, tokenizer, profile.seed)
-        val_cases, val_cands = eval_subset(split.valid, prepared.candidates["valid"],
-                                           profile.eval.max_eval_users, profile.data.seed)
+        val_cases, val_cands = held_out(prepared, profile, "valid")
 
         def validate(m) -> float:
             return validation_score(GenerativeModel(m, tokenizer, ids, [], folder), val_cases, val_cands, profile)

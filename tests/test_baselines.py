@@ -9,11 +9,12 @@ from gensar_lib.baselines import (
     baseline_scores,
     evaluate_baseline,
     evaluate_baselines,
+    popularity_scores,
 )
 from gensar_lib.config import load_profile
-from gensar_lib.embeddings import cached_semantic_embeddings, evaluate_scores, load_encoder, popularity_scores
+from gensar_lib.embeddings import cached_semantic_embeddings, load_encoder
+from gensar_lib.evaluation import PROTOCOLS, evaluate_scores, subset
 from gensar_lib.metrics import summarize
-from gensar_lib.pipeline import PROTOCOLS, eval_subset
 
 TINY = load_profile("tiny")
 TASKS = ("rec", "search")
@@ -23,7 +24,7 @@ METRIC_KEYS = set(summarize(np.zeros(1, dtype=np.int64)))
 @pytest.fixture(scope="module")
 def tiny_test(tiny_prepared):
     """At most 100 test users of the tiny synthetic world (the tiny profile's evaluation subset)."""
-    return eval_subset(tiny_prepared.split.test, tiny_prepared.candidates["test"], 100, TINY.seed)
+    return subset(tiny_prepared.split.test, tiny_prepared.candidates["test"], 100, TINY.seed)
 
 
 @pytest.fixture(scope="module")

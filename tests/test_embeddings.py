@@ -4,21 +4,21 @@ import dataclasses
 import numpy as np
 import pytest
 
+from gensar_lib.baselines import popularity_scores
 from gensar_lib.config import EmbeddingConfig, load_profile
 from gensar_lib.data.schema import Dataset, Event, Item
 from gensar_lib.data.splits import Split, leave_one_out
 from gensar_lib.embeddings import (
     EncoderError,
     collaborative_embeddings,
-    evaluate_scores,
     load_encoder,
     nearest_neighbours,
-    popularity_scores,
     sasrec_scores,
     semantic_embeddings,
     train_sasrec,
     training_sequences,
 )
+from gensar_lib.evaluation import evaluate_scores
 
 SEM_CFG = EmbeddingConfig(max_seq_length=32, batch_size=16)
 

@@ -3,6 +3,7 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -10,7 +11,10 @@ import pytest
 from gensar_lib.artifacts import ArtifactCache
 from gensar_lib.config import load_profile
 from gensar_lib.data.pipeline import prepare_data
-from gensar_lib.pipeline import all_identifiers, evaluate_generative, train_generative
+from gensar_lib.__main__ import main
+from gensar_lib.evaluation import evaluate_generative, held_out, rank_cases, recommend, search
+from gensar_lib.metrics import MISSING
+from gensar_lib.pipeline import all_identifiers, train_generative
 
 # The session's cache (conftest), shared with the notebooks, so a test session trains the tiny T5 once.
 CACHE = ArtifactCache()
@@ -59,3 +63,46 @@ def test_train_command_writes_metrics(trained, tmp_path):
             assert row["HR@1"] <= row["HR@5"] <= row["HR@10"]
     assert load_profile("tiny").eval.max_eval_users < report["test_cases"] <= 2 * load_profile("tiny").eval.max_eval_users
     assert np.isfinite(report["training"][-1]["train_loss"])
+
+
+def test_one_seeded_rule_draws_the_evaluation_users(trained):
+    """Every method and model seed is scored on the same users: the draw follows profile.data.seed only."""
+    profile, prepared, _ = trained
+    cases, candidates = held_out(prepared, profile)
+    again, cands_again = held_out(prepared, replace(profile, seed=profile.seed + 7))
+    assert [(c.user, c.task) for c in cases] == [(c.user, c.task) for c in again]
+    assert np.array_equal(candidates, cands_again)
+    assert len({c.user for c in cases}) == profile.eval.max_eval_users
+    assert len(held_out(prepared, profile, max_users=None)[0]) == len(prepared.split.test)
+    valid, _ = held_out(prepared, profile, "valid", max_users=10)
+    assert len({c.user for c in valid}) == 10 and all(c in prepared.split.valid for c in valid)
+
+
+def test_recommend_and_search_agree_with_the_evaluated_ranking(trained):
+    profile, prepared, gen = trained
+    cases, _ = held_out(prepared, profile)
+    for task in ("rec", "search"):
+        case = next(c for c in cases if c.task == task)
+        top = (recommend(gen, case.history, profile, k=5) if task == "rec"
+               else search(gen, case.history, case.target.query, profile, k=5))
+        assert len(top) == len(set(top)) == 5
+        rank = rank_cases(gen, [case], None, profile)[0]
+        if case.target.item in top:
+            assert rank == top.index(case.target.item), task
+        else:
+            assert rank == MISSING or rank >= 5, task
+
+
+def test_predict_command_prints_the_top_items(trained, capsys):
+    profile, prepared, gen = trained
+    ds = prepared.dataset
+    user = 3
+    assert main(["predict", "--profile", "tiny", "--user", ds.users[user], "--k", "3"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    expected = recommend(gen, ds.sequences[user], profile, k=3)
+    assert [line.split()[1] for line in lines[1:]] == [ds.items[i].id for i in expected]
+    assert main(["predict", "--profile", "tiny", "--user", ds.users[user], "--query", "red mug", "--k", "2"]) == 0
+    assert len(capsys.readouterr().out.strip().splitlines()) == 3
+    assert main(["predict", "--profile", "tiny", "--user", "nobody"]) == 2
+    assert "--user 'nobody': no such user in dataset 'synthetic'" in capsys.readouterr().err
+    assert main(["predict", "--profile", "tiny", "--user", ds.users[user], "--k", "0"]) == 2

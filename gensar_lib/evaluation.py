@@ -1,0 +1,187 @@
+"""How every method is scored, in one place (notebooks 01, 05 and 06).
+
+- **Which users.** ``held_out`` draws the test or validation cases of at most
+  ``profile.eval.max_eval_users`` users with one seeded rule (``profile.data.seed``), so every method
+  and every seed is scored on the same users.
+- **Two protocols.** ``sampled`` (the paper's): the target ranked among its case's candidate list
+  (column 0 the target, 99 negatives); ``full``: the target ranked among all items, the user's history
+  not masked (a generative model may emit any item, so baselines are ranked the same way).
+- **Ranking from scores** (``evaluate_scores``, ``evaluate_scorer``): the baselines, SASRec and
+  popularity give a score per item; ties count against the target.
+- **Ranking from generation** (``decode``, ``rank_cases``, ``evaluate_generative``): the T5 ranks
+  items by constrained beam search; a target outside the beam gets ``metrics.MISSING``.
+- **Validation** (``validation_score``): the checkpoint criterion during training.
+- **Using a trained model** (``recommend``, ``search``): the top items for one history (and query).
+
+Every evaluation returns ``{task: {protocol: {"HR@1": ..., "NDCG@10": ...}}}`` (:data:`Metrics`).
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from gensar_lib.config import Profile
+from gensar_lib.data.schema import TASKS, Event
+from gensar_lib.data.splits import Case
+from gensar_lib.decoding import ItemTrie, constrained_beam_search, ranked_items
+from gensar_lib.instructions import evaluation_instructions, source_text
+from gensar_lib.metrics import MISSING, ndcg, rank_of, ranks_from_scores, summarize
+
+if TYPE_CHECKING:
+    from gensar_lib.data.pipeline import PreparedData
+    from gensar_lib.pipeline import GenerativeModel
+
+PROTOCOLS: tuple[str, ...] = ("sampled", "full")
+Metrics = dict[str, dict[str, dict[str, float]]]
+
+
+# --------------------------------------------------------------------------------------
+# Which users
+# --------------------------------------------------------------------------------------
+
+
+def subset(cases: list[Case], candidates: np.ndarray, max_users: int | None, seed: int
+           ) -> tuple[list[Case], np.ndarray]:
+    """The cases (and candidate rows) of at most ``max_users`` users, drawn with ``seed``."""
+    if max_users is None:
+        return cases, candidates
+    users = sorted({c.user for c in cases})
+    keep = set(np.random.default_rng(seed).choice(users, size=min(max_users, len(users)), replace=False).tolist())
+    rows = [i for i, c in enumerate(cases) if c.user in keep]
+    return [cases[i] for i in rows], candidates[rows]
+
+
+def held_out(prepared: PreparedData, profile: Profile, part: str = "test", max_users: int | None = -1
+             ) -> tuple[list[Case], np.ndarray]:
+    """The ``part`` ("test" or "valid") cases every method is scored on, with their candidate rows:
+    ``profile.eval.max_eval_users`` users by default (``None``: all), drawn with ``profile.data.seed``."""
+    if part not in ("test", "valid"):
+        raise ValueError(f"part must be 'test' or 'valid', got {part!r}")
+    users = profile.eval.max_eval_users if max_users == -1 else max_users
+    return subset(getattr(prepared.split, part), prepared.candidates[part], users, profile.data.seed)
+
+
+# --------------------------------------------------------------------------------------
+# Ranking from scores
+# --------------------------------------------------------------------------------------
+
+
+def evaluate_scores(
+    scores: np.ndarray, cases: Sequence[Case], candidates: np.ndarray | None = None
+) -> dict[str, dict[str, float]]:
+    """HR@1/5/10 and NDCG@5/10 of a score matrix [n_cases, n_items]: ``{"full": ...}``, and
+    ``"sampled"`` when ``candidates`` (aligned with ``cases``, column 0 the target) is given."""
+    scores = np.asarray(scores)
+    if scores.shape[0] != len(cases):
+        raise ValueError(f"scores has {scores.shape[0]} rows but there are {len(cases)} cases")
+    targets = np.array([c.target.item for c in cases], dtype=np.int64)
+    out: dict[str, dict[str, float]] = {}
+    if candidates is not None:
+        candidates = np.asarray(candidates)
+        if candidates.shape[0] != len(cases) or not np.array_equal(candidates[:, 0], targets):
+            raise ValueError("candidate lists are not aligned with the cases (column 0 must be each case's target)")
+        out["sampled"] = summarize(ranks_from_scores(np.take_along_axis(scores, candidates, axis=1)))
+    out["full"] = summarize(ranks_from_scores(scores, targets))
+    return out
+
+
+def evaluate_scorer(score: Callable[[list[Case]], np.ndarray], cases: Sequence[Case],
+                    candidates: np.ndarray) -> Metrics:
+    """Both protocols per task for a scorer (cases -> [n_cases, n_items] scores); a task without
+    cases scores zeros, as in :func:`evaluate_generative`."""
+    cases, candidates = list(cases), np.asarray(candidates)
+    if len(candidates) != len(cases):
+        raise ValueError(f"{len(candidates)} candidate rows for {len(cases)} cases")
+    out: Metrics = {}
+    for task in TASKS:
+        rows = [i for i, c in enumerate(cases) if c.task == task]
+        if not rows:
+            out[task] = {p: summarize(np.zeros(0, dtype=np.int64)) for p in PROTOCOLS}
+            continue
+        task_cases = [cases[i] for i in rows]
+        result = evaluate_scores(score(task_cases), task_cases, candidates[rows])
+        out[task] = {p: result[p] for p in PROTOCOLS}
+    return out
+
+
+# --------------------------------------------------------------------------------------
+# Ranking from generation
+# --------------------------------------------------------------------------------------
+
+
+def decode(
+    gen: GenerativeModel,
+    sources: list[str],
+    task: str,
+    profile: Profile,
+    candidates: np.ndarray | None = None,
+    top_k: int = 10,
+    batch_size: int = 64,
+) -> list[list[int]]:
+    """Top-k items per prompt by constrained beam search (over candidates, or the whole catalogue)."""
+    trie = ItemTrie(gen.codes(task))
+    ranked: list[list[int]] = []
+    for start in range(0, len(sources), batch_size):
+        enc = gen.tokenizer(sources[start:start + batch_size], return_tensors="pt", padding=True,
+                            truncation=True, max_length=profile.train.max_source_length)
+        result = constrained_beam_search(
+            gen.model, enc["input_ids"], enc["attention_mask"], trie, gen.behaviour_token(task),
+            profile.eval.beam_size, top_k=min(top_k, profile.eval.beam_size),
+            candidates=None if candidates is None else candidates[start:start + batch_size],
+        )
+        ranked += ranked_items(result)
+    return ranked
+
+
+def rank_cases(gen: GenerativeModel, cases: list[Case], candidates: np.ndarray | None, profile: Profile
+               ) -> np.ndarray:
+    """Rank of each case's target in the constrained beam (sampled: among its candidates; full: all items)."""
+    ranks = np.full(len(cases), MISSING, dtype=np.int64)
+    for task in TASKS:
+        rows = [i for i, c in enumerate(cases) if c.task == task]
+        if not rows:
+            continue
+        sources = [ins.source for ins in evaluation_instructions([cases[i] for i in rows], gen.ids,
+                                                                 profile.train.history_length, profile.train.prompts)]
+        ranked = decode(gen, sources, task, profile, None if candidates is None else candidates[rows])
+        for row, items in zip(rows, ranked):
+            ranks[row] = rank_of(cases[row].target.item, items)
+    return ranks
+
+
+def evaluate_generative(gen: GenerativeModel, cases: list[Case], candidates: np.ndarray, profile: Profile
+                        ) -> Metrics:
+    """HR@1/5/10 and NDCG@5/10 per task under the sampled and full-ranking protocols."""
+    out: Metrics = {}
+    for protocol in PROTOCOLS:
+        ranks = rank_cases(gen, cases, candidates if protocol == "sampled" else None, profile)
+        for task in TASKS:
+            mask = np.array([c.task == task for c in cases])
+            out.setdefault(task, {})[protocol] = summarize(ranks[mask])
+    return out
+
+
+def validation_score(gen: GenerativeModel, cases: list[Case], candidates: np.ndarray, profile: Profile) -> float:
+    """Mean NDCG@5 of the two tasks under the sampled protocol: the checkpoint criterion."""
+    ranks = rank_cases(gen, cases, candidates, profile)
+    return float(np.mean([ndcg(ranks[[c.task == t for c in cases]], 5) for t in TASKS]))
+
+
+# --------------------------------------------------------------------------------------
+# Using a trained model
+# --------------------------------------------------------------------------------------
+
+
+def recommend(gen: GenerativeModel, history: Sequence[Event], profile: Profile, k: int = 10) -> list[int]:
+    """The top ``k`` items (indices) to recommend after ``history``, best first (notebook 05)."""
+    prompt = source_text("NRIP", history, gen.ids, profile.train.history_length, prompts=profile.train.prompts)
+    return decode(gen, [prompt], "rec", profile, top_k=k)[0]
+
+
+def search(gen: GenerativeModel, history: Sequence[Event], query: str, profile: Profile, k: int = 10) -> list[int]:
+    """The top ``k`` items (indices) for ``query`` after ``history``, best first (notebook 05)."""
+    prompt = source_text("NSIP", history, gen.ids, profile.train.history_length, query=query,
+                         prompts=profile.train.prompts)
+    return decode(gen, [prompt], "search", profile, top_k=k)[0]
