@@ -42,6 +42,7 @@ from gensar_lib.data.pipeline import PreparedData
 from gensar_lib.identifiers import ItemIdentifiers, collision_rate, make_token, single_vocabulary, to_json
 from gensar_lib.instructions import TaskMix
 from gensar_lib.pipeline import (
+    KINDS,
     Identifiers,
     all_identifiers,
     identifier_model,
@@ -113,32 +114,47 @@ class VariantIdentifiers:
 
 def _handling_rows(method: str, res: Identifiers, names: tuple[str, ...]) -> list[dict]:
     """Collisions before/after handling of the named IDs (a single RQ-VAE has one report for both)."""
-    handling = res.stats["handling"]
-    reports = {name: handling[name] if res.kind == "gensar" else handling for name in names}
-    return [{"method": method, "identifier": name, "before": rep["before"], "after": rep["after"]}
-            for name, rep in reports.items()]
+    reports = KINDS[res.kind].reports(res.stats["handling"])
+    return [{"method": method, "identifier": name, "before": reports[name]["before"], "after": reports[name]["after"]}
+            for name in names]
+
+
+def _random_variant(method: str, prepared: PreparedData, profile: Profile, cache: ArtifactCache | None,
+                    progress: bool) -> VariantIdentifiers:
+    q = profile.quantize
+    ids = random_identifiers(prepared.dataset.n_items, q.shared_levels + q.specific_levels, q.codebook_size,
+                             profile.seed, [it.id for it in prepared.dataset.items])
+    rate = collision_rate(ids.semantic)  # one ID for both tasks, nothing to handle
+    return VariantIdentifiers(ids, [{"method": method, "identifier": name, "before": rate, "after": rate}
+                                    for name in ("semantic", "collaborative")])
+
+
+def _separate_variant(method: str, prepared: PreparedData, profile: Profile, cache: ArtifactCache | None,
+                      progress: bool) -> VariantIdentifiers:
+    res = all_identifiers(prepared, profile, ("semantic", "collaborative"), cache=cache, progress=progress)
+    rows = (_handling_rows(method, res["semantic"], ("semantic",))
+            + _handling_rows(method, res["collaborative"], ("collaborative",)))
+    return VariantIdentifiers(separate_identifiers(res["semantic"].ids, res["collaborative"].ids), rows)
+
+
+def _rqvae_variant(kind: str) -> Callable[..., VariantIdentifiers]:
+    def make(method: str, prepared: PreparedData, profile: Profile, cache: ArtifactCache | None,
+             progress: bool) -> VariantIdentifiers:
+        res = all_identifiers(prepared, profile, (kind,), cache=cache, progress=progress)[kind]
+        return VariantIdentifiers(res.ids, _handling_rows(method, res, ("semantic", "collaborative")))
+    return make
+
+
+# how each identifier variant is made: an RQ-VAE identifier type of pipeline.KINDS, or one of these
+VARIANTS: dict[str, Callable[..., VariantIdentifiers]] = {
+    **{kind: _rqvae_variant(kind) for kind in KINDS}, "separate": _separate_variant, "random": _random_variant}
 
 
 def variant_identifiers(method: str, prepared: PreparedData, profile: Profile, cache: ArtifactCache | None = None,
                         progress: bool = False) -> VariantIdentifiers:
     """Identifiers of an ablation method (single-task methods use GenSAR's)."""
     check_methods([method])
-    variant = "gensar" if method in SINGLE_TASK else method
-    if variant == "random":
-        q = profile.quantize
-        ids = random_identifiers(prepared.dataset.n_items, q.shared_levels + q.specific_levels, q.codebook_size,
-                                 profile.seed, [it.id for it in prepared.dataset.items])
-        rate = collision_rate(ids.semantic)  # one ID for both tasks, nothing to handle
-        rows = [{"method": method, "identifier": name, "before": rate, "after": rate}
-                for name in ("semantic", "collaborative")]
-        return VariantIdentifiers(ids, rows)
-    if variant == "separate":
-        res = all_identifiers(prepared, profile, ("semantic", "collaborative"), cache=cache, progress=progress)
-        rows = (_handling_rows(method, res["semantic"], ("semantic",))
-                + _handling_rows(method, res["collaborative"], ("collaborative",)))
-        return VariantIdentifiers(separate_identifiers(res["semantic"].ids, res["collaborative"].ids), rows)
-    res = all_identifiers(prepared, profile, (variant,), cache=cache, progress=progress)[variant]
-    return VariantIdentifiers(res.ids, _handling_rows(method, res, ("semantic", "collaborative")))
+    return VARIANTS["gensar" if method in SINGLE_TASK else method](method, prepared, profile, cache, progress)
 
 
 # ---------------------------------------------------------------------------

@@ -20,7 +20,7 @@ import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -57,9 +57,7 @@ from gensar_lib.quantize import JointRQVAE, SingleRQVAE, kmeans, level_names, tr
 from gensar_lib.stages import STAGES
 
 IdentifierType = Literal["gensar", "semantic", "collaborative", "concatenated"]
-IDENTIFIER_TYPES: tuple[str, ...] = ("gensar", "semantic", "collaborative", "concatenated")
 STRATEGY = "paper"
-SINGLE_LABELS = {"semantic": "semantic-only", "collaborative": "collaborative-only", "concatenated": "concatenated"}
 # The checkpoint rule: reconstruction from the codes plus code entropy (quantize.checkpoint_score).
 # Departure: the official code keeps the epoch with the fewest collisions ("best_collision").
 SELECT = "recon_entropy"
@@ -79,11 +77,76 @@ class ItemEmbeddings:
 
     def inputs(self, kind: IdentifierType) -> tuple[np.ndarray, ...]:
         """The RQ-VAE input(s) of an identifier type."""
-        if kind == "gensar":
-            return self.semantic, self.collaborative
-        if kind == "concatenated":
-            return (np.concatenate([self.semantic, self.collaborative], axis=1),)
-        return (getattr(self, kind),)
+        return KINDS[kind].inputs(self)
+
+
+@dataclass(frozen=True)
+class JointKind:
+    """GenSAR's identifiers: a joint RQ-VAE over both embeddings gives each item a semantic and a
+    collaborative ID with a shared prefix."""
+
+    name: str = "gensar"
+
+    def inputs(self, emb: ItemEmbeddings) -> tuple[np.ndarray, ...]:
+        return emb.semantic, emb.collaborative
+
+    def rqvae(self, input_dims: tuple[int, ...], profile: Profile) -> JointRQVAE:
+        return JointRQVAE(*input_dims, profile.quantize, seed=profile.seed)
+
+    def assign(self, module: JointRQVAE, inputs: tuple[np.ndarray, ...], profile: Profile, strategy: str,
+               item_ids: list[str]) -> tuple[ItemIdentifiers, Any]:
+        shared, sem, col = module.encode_codes(*inputs)
+        d_sem, d_col = module.last_level_distances(*inputs)
+        return build_joint_identifiers(shared, sem, col, profile.quantize.codebook_size, strategy,
+                                       semantic_distances=d_sem, collab_distances=d_col, cfg=profile.quantize,
+                                       item_ids=item_ids)
+
+    def reports(self, handling: dict) -> dict[str, dict]:
+        """The collision-handling report of each task's ID: GenSAR handles its two IDs apart."""
+        return handling
+
+    def labelled_reports(self, handling: dict) -> list[tuple[str, dict]]:
+        """(table label, report) of each distinct ID."""
+        return [(f"GenSAR {name} ID", rep) for name, rep in handling.items()]
+
+
+@dataclass(frozen=True)
+class SingleKind:
+    """A TIGER-style RQ-VAE over one embedding (``fields``, concatenated when two): one ID for both tasks."""
+
+    name: str
+    title: str
+    fields: tuple[str, ...]
+
+    def inputs(self, emb: ItemEmbeddings) -> tuple[np.ndarray, ...]:
+        return (np.concatenate([getattr(emb, f) for f in self.fields], axis=1),)
+
+    def rqvae(self, input_dims: tuple[int, ...], profile: Profile) -> SingleRQVAE:
+        return SingleRQVAE(input_dims[0], profile.quantize, kind=self.name, seed=profile.seed)
+
+    def assign(self, module: SingleRQVAE, inputs: tuple[np.ndarray, ...], profile: Profile, strategy: str,
+               item_ids: list[str]) -> tuple[ItemIdentifiers, Any]:
+        return build_single_identifiers(module.encode_codes(inputs[0]), profile.quantize.codebook_size, self.name,
+                                        strategy, last_distances=module.last_level_distances(inputs[0]),
+                                        cfg=profile.quantize, item_ids=item_ids)
+
+    def reports(self, handling: dict) -> dict[str, dict]:
+        """The one ID serves both tasks, so both share its collision-handling report."""
+        return {"semantic": handling, "collaborative": handling}
+
+    def labelled_reports(self, handling: dict) -> list[tuple[str, dict]]:
+        """(table label, report) of each distinct ID: the one."""
+        return [(self.title, handling)]
+
+
+KINDS: dict[str, JointKind | SingleKind] = {k.name: k for k in (
+    JointKind(),
+    SingleKind("semantic", "semantic-only", ("semantic",)),
+    SingleKind("collaborative", "collaborative-only", ("collaborative",)),
+    SingleKind("concatenated", "concatenated", ("semantic", "collaborative")),
+)}
+IDENTIFIER_TYPES: tuple[str, ...] = tuple(KINDS)
+SINGLE_LABELS = {k.name: k.title for k in KINDS.values() if isinstance(k, SingleKind)}
 
 
 def item_embeddings(
@@ -120,10 +183,7 @@ class IdentifierModel:
 
 def build_rqvae(kind: str, input_dims: tuple[int, ...], profile: Profile) -> JointRQVAE | SingleRQVAE:
     """An untrained RQ-VAE for an identifier type, sized by the profile."""
-    cfg = profile.quantize
-    if kind == "gensar":
-        return JointRQVAE(*input_dims, cfg, seed=profile.seed)
-    return SingleRQVAE(input_dims[0], cfg, kind=kind, seed=profile.seed)
+    return KINDS[kind].rqvae(input_dims, profile)
 
 
 def identifier_model(
@@ -139,7 +199,7 @@ def identifier_model(
 
     def make() -> IdentifierModel:
         model = build_rqvae(kind, tuple(x.shape[1] for x in inputs), profile)
-        history = train_rqvae(model, inputs if kind == "gensar" else inputs[0], profile.quantize,
+        history = train_rqvae(model, inputs if len(inputs) > 1 else inputs[0], profile.quantize,
                               profile.seed, progress, select=SELECT)
         state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         return IdentifierModel(kind, state, history.as_dict(), tuple(x.shape[1] for x in inputs))
@@ -168,20 +228,8 @@ def identifiers(
     strategy: str = STRATEGY,
 ) -> Identifiers:
     """Assign identifiers from a trained RQ-VAE and handle collisions (notebook 03_identifiers)."""
-    module = model.module(profile)
-    inputs = emb.inputs(kind)
-    item_ids = [it.id for it in prepared.dataset.items]
-    k, cfg = profile.quantize.codebook_size, profile.quantize
-    if kind == "gensar":
-        shared, sem, col = module.encode_codes(*inputs)
-        d_sem, d_col = module.last_level_distances(*inputs)
-        ids, reports = build_joint_identifiers(shared, sem, col, k, strategy, semantic_distances=d_sem,
-                                               collab_distances=d_col, cfg=cfg, item_ids=item_ids)
-    else:
-        codes = module.encode_codes(inputs[0])
-        ids, reports = build_single_identifiers(codes, k, kind, strategy,
-                                                last_distances=module.last_level_distances(inputs[0]),
-                                                cfg=cfg, item_ids=item_ids)
+    ids, reports = KINDS[kind].assign(model.module(profile), emb.inputs(kind), profile, strategy,
+                                      [it.id for it in prepared.dataset.items])
     return Identifiers(kind, ids, identifier_stats(ids, reports))
 
 
@@ -189,10 +237,7 @@ def collision_table(results: dict[str, Identifiers]) -> list[dict]:
     """Collision rate before and after handling per identifier (the rows of the paper's Fig. 5)."""
     rows = []
     for kind, res in results.items():
-        handling = res.stats["handling"]
-        reports = handling.items() if kind == "gensar" else [(kind, handling)]
-        for name, rep in reports:
-            label = f"GenSAR {name} ID" if kind == "gensar" else SINGLE_LABELS[kind]
+        for label, rep in KINDS[kind].labelled_reports(res.stats["handling"]):
             rows.append({"identifier": label, "before": rep["before"], "after": rep["after"],
                          "strategy": rep["strategy"]})
     return rows

@@ -29,6 +29,10 @@ def test_random_identifiers_reject_too_small_a_space():
         ablation.random_identifiers(9, 3, 2, seed=0)
 
 
+def test_every_identifier_variant_has_one_maker():
+    assert tuple(ablation.VARIANTS) == ablation.IDENTIFIER_VARIANTS
+
+
 def test_unknown_method_is_named():
     with pytest.raises(ConfigError, match="'gensar2'.*choose from"):
         ablation.check_methods(["gensar", "gensar2"])
