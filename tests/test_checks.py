@@ -14,6 +14,9 @@ import pytest
 
 from gensar_lib import checks
 from gensar_lib.config import REPO_ROOT
+from gensar_lib.student_copies import BEGIN_MARKER as BEGIN
+from gensar_lib.student_copies import END_MARKER as END
+from gensar_lib.student_copies import strip_solution
 
 NOTEBOOKS = REPO_ROOT / "notebooks"
 EXERCISE_NOTEBOOKS = ["01_embeddings", "02_residual_quantization", "03_identifiers", "04_instructions",
@@ -21,7 +24,6 @@ EXERCISE_NOTEBOOKS = ["01_embeddings", "02_residual_quantization", "03_identifie
 ALL_NOTEBOOKS = ["00_data", *EXERCISE_NOTEBOOKS, "06_identifier_ablation"]
 HEADING = re.compile(r"^### Exercise (\d+)\.(\d+) — \S", re.MULTILINE)
 CHECK_CALL = re.compile(r"^checks\.(check_\w+)\((\w+)\)$")
-BEGIN, END = "# BEGIN SOLUTION", "# END SOLUTION"
 
 # Reference solutions of notebook 06 (written by the lead); used until that notebook holds its own.
 REFERENCE_06 = {
@@ -85,22 +87,6 @@ def notebook_exercises(name: str) -> list[dict]:
 
 def _all_exercises() -> list[dict]:
     return [ex for name in ALL_NOTEBOOKS for ex in notebook_exercises(name)]
-
-
-def student_copy(source: str, number: str) -> str:
-    """The student-copy transformation: the marked lines become ``raise NotImplementedError``."""
-    out, skipping = [], False
-    for line in source.splitlines():
-        stripped = line.strip()
-        if stripped == BEGIN:
-            indent = line[: len(line) - len(line.lstrip())]
-            out.append(f'{indent}raise NotImplementedError("Exercise {number}")')
-            skipping = True
-        elif stripped == END:
-            skipping = False
-        elif not skipping:
-            out.append(line)
-    return "\n".join(out) + "\n"
 
 
 def _define(source: str, function: str):
@@ -489,7 +475,7 @@ def test_notebook_exercises_follow_the_convention(name):
 @pytest.mark.parametrize("name", EXERCISE_NOTEBOOKS)
 def test_student_copy_prints_not_done_yet(name, capsys):
     for ex in notebook_exercises(name):
-        stub = _define(student_copy(ex["source"], ex["number"]), ex["function"])
+        stub = _define(strip_solution(ex["source"], ex["number"], ex["function"]), ex["function"])
         assert checks.CHECKS[ex["number"]](stub) is False
         assert capsys.readouterr().out.strip().startswith(f"⏳ Exercise {ex['number']}: not done yet")
 

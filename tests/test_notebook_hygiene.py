@@ -17,6 +17,7 @@ Policy:
 """
 from __future__ import annotations
 
+import json
 import os
 import re
 from pathlib import Path
@@ -77,6 +78,15 @@ def test_committed_without_outputs(nb_path):
     )
 
 
+def test_every_cell_has_an_id(nb_path):
+    """nbformat 4.5 cell ids (nbformat warns today and will refuse a notebook without them)."""
+    cells = json.loads(nb_path.read_text())["cells"]  # raw: nbformat.read fills in missing ids
+    missing = [i for i, c in enumerate(cells) if not c.get("id")]
+    assert not missing, f"{nb_path.name}: cells {missing} have no id; run nbformat.validator.normalize on it"
+    ids = [c["id"] for c in cells]
+    assert len(set(ids)) == len(ids), f"{nb_path.name}: duplicate cell ids"
+
+
 def _other_committed_notebooks() -> list[Path]:
     found = []
     for folder, subfolders, files in os.walk(REPO_ROOT):
@@ -87,15 +97,31 @@ def _other_committed_notebooks() -> list[Path]:
     return sorted(found)
 
 
+def _order_problem(nb) -> str | None:
+    """Why a notebook that is neither clean nor executed top to bottom breaks the rule (None: it does not)."""
+    if not _dirty_cells(nb):
+        return None
+    counts = [c.get("execution_count") for c in _code(nb)]
+    if counts == list(range(1, len(counts) + 1)):
+        return None
+    return f"execution counts {counts}; clear the outputs or run it top to bottom"
+
+
+def test_the_order_rule_tells_the_cases_apart():
+    cell = nbformat.v4.new_code_cell
+    clean = nbformat.v4.new_notebook(cells=[cell("1"), cell("2")])
+    in_order = nbformat.v4.new_notebook(cells=[cell("1", execution_count=1), cell("2", execution_count=2)])
+    shuffled = nbformat.v4.new_notebook(cells=[cell("1", execution_count=2), cell("2", execution_count=1)])
+    partial = nbformat.v4.new_notebook(cells=[cell("1", execution_count=1), cell("2")])
+    assert _order_problem(clean) is None and _order_problem(in_order) is None
+    assert "[2, 1]" in _order_problem(shuffled) and "[1, None]" in _order_problem(partial)
+
+
 def test_other_notebooks_clean_or_executed_in_order():
+    """Today no notebook outside notebooks/ is committed; any that is must pass the rule above."""
     for path in _other_committed_notebooks():
-        nb = _read(path)
-        if not _dirty_cells(nb):
-            continue
-        counts = [c.get("execution_count") for c in _code(nb)]
-        assert counts == list(range(1, len(counts) + 1)), (
-            f"{path.relative_to(REPO_ROOT)}: execution counts {counts}; clear the outputs or run it top to bottom"
-        )
+        problem = _order_problem(_read(path))
+        assert problem is None, f"{path.relative_to(REPO_ROOT)}: {problem}"
 
 
 # (b) ---------------------------------------------------------------- parameters cell

@@ -1,4 +1,4 @@
-"""scripts/make_student_copies.py: the student copies of the notebooks (``make student``).
+"""gensar_lib.student_copies and scripts/make_student_copies.py: the student copies of the notebooks (``make student``).
 
 Unit tests run the transformation on small synthetic notebooks; the end-to-end tests generate the
 student copies of the real notebooks, then execute those with exercises (profile tiny, the test
@@ -8,7 +8,6 @@ cell to report "not done yet" without any cell failing.
 from __future__ import annotations
 
 import ast
-import importlib.util
 import re
 import subprocess
 import sys
@@ -17,23 +16,13 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from gensar_lib import student_copies as msc
 from gensar_lib.config import REPO_ROOT
 
 SCRIPT = REPO_ROOT / "scripts" / "make_student_copies.py"
 NOTEBOOKS = REPO_ROOT / "notebooks"
 EXERCISE_NOTEBOOKS = ["01", "02", "03", "04", "05"]  # each must hold at least two exercises
 NOTEBOOK_TIMEOUT_S = 900
-
-
-def _load_script():
-    spec = importlib.util.spec_from_file_location("make_student_copies", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-msc = _load_script()
 
 
 # ----------------------------------------------------------------------------- helpers
