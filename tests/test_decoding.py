@@ -289,7 +289,7 @@ def test_bad_arguments_are_rejected(model, world):
 
 @pytest.mark.parametrize("variant", ["tied-relu", "untied-gated"])
 def test_hand_written_encoder_matches_the_module(world, variant):
-    from gensar_lib.decoding import _is_plain_t5_encoder, _t5_encode
+    from gensar_lib.decoding.fast import _is_plain_t5_encoder, _t5_encode
 
     _, ids, mask, _ = world
     m = tiny_t5(3, variant, init=0.5 if variant == "untied-gated" else 2.0)
@@ -307,7 +307,7 @@ def test_hand_written_encoder_matches_the_module(world, variant):
 
 
 def _count_final_passes(monkeypatch):
-    import gensar_lib.decoding as dec_mod
+    import gensar_lib.decoding.fast as dec_mod
 
     calls = []
     original = dec_mod._T5StepDecoder.log_probs
@@ -352,7 +352,7 @@ def test_pruned_final_step_is_exact(model, mode, monkeypatch):
 def test_decoder_chunks_give_the_same_result(model, world, monkeypatch):
     import functools
 
-    import gensar_lib.decoding as dec_mod
+    import gensar_lib.decoding.fast as dec_mod
 
     codes, ids, mask, cands = world
     want = constrained_beam_search(model, ids, mask, codes, REC, 6, top_k=4, candidates=cands)
@@ -360,3 +360,30 @@ def test_decoder_chunks_give_the_same_result(model, world, monkeypatch):
     got = constrained_beam_search(model, ids, mask, codes, REC, 6, top_k=4, candidates=cands)
     np.testing.assert_array_equal(got.items, want.items)
     np.testing.assert_allclose(got.log_likelihoods, want.log_likelihoods, atol=1e-5)
+
+
+@pytest.mark.parametrize("mode", ["full", "candidates"])
+def test_readable_beam_search_equals_the_fast_engine(model, world, mode):
+    """The beam search notebook 05 steps through returns the fast engine's (and generate's) items and scores."""
+    from gensar_lib.decoding import beam_search
+
+    codes, ids, mask, cands = world
+    cands = cands if mode == "candidates" else None
+    slow = beam_search(model, ids, mask, codes, REC, 6, top_k=4, candidates=cands)
+    fast = constrained_beam_search(model, ids, mask, codes, REC, 6, top_k=4, candidates=cands)
+    assert (slow.items >= 0).all()
+    np.testing.assert_array_equal(slow.items, fast.items)
+    np.testing.assert_allclose(slow.log_likelihoods, fast.log_likelihoods, atol=1e-4)
+    np.testing.assert_allclose(slow.scores, fast.scores, atol=1e-4)
+
+
+def test_t5_internals_the_fast_path_reads_are_there(model, monkeypatch):
+    """Fails, naming the attribute and the tested version, when a transformers release changes them."""
+    import gensar_lib.decoding.fast as fast
+    from gensar_lib.decoding import check_t5_internals
+
+    check_t5_internals(model)
+    attention = type(model.decoder.block[0].layer[0].SelfAttention)
+    monkeypatch.delattr(attention, "_relative_position_bucket")
+    with pytest.raises(fast.T5InternalsChanged, match=r"has no '_relative_position_bucket'.*tested with transformers 5\.24"):
+        constrained_beam_search(model, torch.tensor([[5, 6, 1]]), None, np.array([[25, 30]]), REC, 2, impl="t5")
