@@ -56,3 +56,24 @@ def office_prepared(office_dir, session_cache):
     from gensar_lib.data.pipeline import prepare_data
 
     return prepare_data(str(office_dir), load_profile("tiny"), session_cache)
+
+
+def pytest_addoption(parser):
+    parser.addoption("--claims-from", default=None,
+                     help="check the notebook claims recorded under this figures folder (test_notebook_claims.py)")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Claim tests run after the notebooks of the session, and only in a session that runs notebooks
+    (or that names recorded claims with --claims-from)."""
+    config.notebooks_run = {Path(str(i.fspath)).stem for i in items if str(i.fspath).endswith(".ipynb")}
+    claims = [i for i in items if i.get_closest_marker("after_notebooks")]
+    if not claims:
+        return
+    runs_notebooks = bool(config.notebooks_run)
+    rest = [i for i in items if not i.get_closest_marker("after_notebooks")]
+    if runs_notebooks or config.getoption("--claims-from"):
+        items[:] = rest + claims
+    else:
+        config.hook.pytest_deselected(items=claims)
+        items[:] = rest
