@@ -82,6 +82,13 @@ def _check_inputs(codes, candidates, n_examples):
     return trie, candidates
 
 
+def _candidate_trie(trie: ItemTrie, row: np.ndarray) -> tuple[ItemTrie, np.ndarray]:
+    """The trie over one candidate list's items (-1 padding dropped) and those items, ascending, so a
+    leaf index of the new trie maps back to an item and a shared identifier to the lowest item."""
+    allowed = np.unique(row[row >= 0])
+    return ItemTrie(trie.codes[allowed]), allowed
+
+
 class _EvalMode:
     """Run with dropout off and no autograd, then restore the model's mode."""
 
@@ -127,8 +134,8 @@ def beam_search(model, input_ids, attention_mask, codes: np.ndarray | ItemTrie, 
     lls = np.full((len(input_ids), top_k), NEG_INF, dtype=np.float32)
     with _EvalMode(model):
         for e in range(len(input_ids)):
-            allowed_items = np.arange(trie.n_items) if candidates is None else np.unique(candidates[e][candidates[e] >= 0])
-            own = ItemTrie(trie.codes[allowed_items])  # this prompt's items only
+            own, allowed_items = ((trie, np.arange(trie.n_items)) if candidates is None
+                                  else _candidate_trie(trie, candidates[e]))  # this prompt's items only
             allowed = make_prefix_allowed_tokens_fn(own, int(behaviour_token), eos)
             encoded = model.get_encoder()(input_ids=input_ids[e:e + 1], attention_mask=attention_mask[e:e + 1])
             beams = [([start], 0.0)]  # (decoder tokens so far, summed log-probability)
@@ -190,8 +197,8 @@ def generate_reference(
     else:
         tries, lookups = [], []
         for row in candidates:
-            allowed = np.unique(row[row >= 0])  # ascending: a shared identifier maps to the lowest item
-            tries.append(ItemTrie(trie.codes[allowed]))
+            own, allowed = _candidate_trie(trie, row)
+            tries.append(own)
             lookups.append(allowed)
     full_lookup: dict[tuple[int, ...], int] = {}
     for i in trie.order[::-1]:  # lowest index wins for shared identifiers
