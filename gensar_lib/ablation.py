@@ -326,11 +326,12 @@ def sources_frame(runs: list[dict[str, Any]]) -> pd.DataFrame:
 
 def reproduction(now: AblationResult, committed: AblationResult) -> pd.DataFrame:
     """For each (method, seed) in both: the largest absolute difference of any metric (0: reproduced)."""
-    old = {(r["method"], r["seed"]): long_frame([r]).set_index(["task", "protocol", "metric"])["value"]
-           for r in committed.runs}
+    def values(run: dict[str, Any]) -> pd.Series:
+        return long_frame([run]).set_index(["task", "protocol", "metric"])["value"]
+
+    old = {(r["method"], r["seed"]): values(r) for r in committed.runs}
     rows = [{"method": r["method"], "seed": r["seed"],
-             "max_abs_difference": float((long_frame([r]).set_index(["task", "protocol", "metric"])["value"]
-                                          - old[(r["method"], r["seed"])]).abs().max())}
+             "max_abs_difference": float((values(r) - old[(r["method"], r["seed"])]).abs().max())}
             for r in now.runs if (r["method"], r["seed"]) in old]
     return pd.DataFrame(rows, columns=["method", "seed", "max_abs_difference"])
 
