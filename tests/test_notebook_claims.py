@@ -58,7 +58,7 @@ CLAIMED = {
         ("on the synthetic world, targets are as popular as their negatives or more, so popularity beats random",
          lambda v: v["target_train_count"] >= v["negative_train_count"] and v["popularity_rec_sampled_hr10"] > 0.15),
     ],
-    ("02_residual_quantization", "03_identifiers", "tiny", "synthetic"): [
+    ("02_residual_quantization", "03_identifiers", "04_instructions", "tiny", "synthetic"): [
         ("the residual norm shrinks with every level, on both embeddings",
          lambda v: all(all(b < a for a, b in zip(n, n[1:])) for n in (v["semantic_residual_norms"],
                                                                        v["collaborative_residual_norms"]))),
@@ -84,7 +84,7 @@ CLAIMED = {
         ("Sinkhorn spreads the items to about N / K per code (measured largest code 10 vs argmin's 16, N / K = 9)",
          lambda v: v["sinkhorn_max_items"] < v["argmin_max_items"] and v["sinkhorn_max_items"] <= 1.25 * v["balance"]),
     ],
-    ("03_identifiers", "tiny", "synthetic"): [
+    ("03_identifiers", "04_instructions", "tiny", "synthetic"): [
         ("handling never adds collisions, and TIGER's extra token removes them all",
          lambda v: all(v[f"{t}_after_paper"] <= v[f"{t}_before"] and v[f"{t}_after_tiger"] == 0 for t in IDENTIFIERS)),
         ("paper-style handling leaves the GenSAR IDs (almost) collision-free (measured 0.7% and 0)",
@@ -101,6 +101,16 @@ CLAIMED = {
         ("the shared prefix alone collides on many items; each further token separates more (29% -> 0.7%)",
          lambda v: v["shared_prefix_collisions"] > 0.15 and v["prefix_collisions_by_depth"][-1] <= 0.01
          and all(b < a for a, b in zip(v["prefix_collisions_by_depth"], v["prefix_collisions_by_depth"][1:]))),
+    ],
+    ("04_instructions", "tiny", "synthetic"): [
+        ("a prompt's history holds only strictly earlier events", lambda v: v["histories_strictly_earlier"]),
+        ("five paraphrased templates per family, one compact one; evaluation uses the first",
+         lambda v: v["paraphrases_per_family"] == [5] and v["compact_per_family"] == [1]
+         and v["evaluation_uses_first_template"]),
+        ("the task mix multiplies the available instances (the tiny profile trains all six families)",
+         lambda v: v["mix_counts_match"] and v["families_in_training"] == 6),
+        ("a target is a behaviour token, the identifier tokens and </s> (measured 6 tokens)",
+         lambda v: v["target_tokens_min"] == v["target_tokens_max"] == v["id_length"] + 2),
     ],
     ("05_t5_training", "tiny", "synthetic"): [
         ("the loss is the response tokens' cross-entropy", lambda v: v["loss_by_hand_error"] < 1e-4),
@@ -139,7 +149,7 @@ def _recorded(root: Path) -> list[tuple[str, str, str, dict]]:
     return found
 
 
-RECORDING = {"00_data", "01_embeddings", "02_residual_quantization", "03_identifiers", "05_t5_training", "06_identifier_ablation"}
+RECORDING = {"00_data", "01_embeddings", "02_residual_quantization", "03_identifiers", "04_instructions", "05_t5_training", "06_identifier_ablation"}
 
 
 def test_every_notebook_run_recorded_its_claims(claims_root, request):
