@@ -7,9 +7,11 @@ Policy:
   copies to ``notebooks/executed/``, which is not committed; ``make student`` derives the student
   copies). Any other notebook in the repository must either be clean too or have been executed top
   to bottom in one kernel (execution counts 1, 2, 3, ... over its code cells).
-* Every notebook has a ``parameters``-tagged first code cell that reads ``GENSAR_PROFILE``.
-* One plotting style: a notebook that uses matplotlib calls ``gensar_lib.plots.use_style()`` before
-  plotting and writes figures only through ``gensar_lib.plots.save_fig`` (PNG + the CSV behind it).
+* Every notebook has a ``parameters``-tagged first code cell that reads ``GENSAR_PROFILE``, and its next
+  code cell opens the notebook with ``gensar_lib.session.start`` (style, profile, data).
+* One plotting style: a notebook that draws sets the style first (``start()`` or
+  ``gensar_lib.plots.use_style()``) and writes figures only through ``save_fig`` (PNG + the CSV behind it).
+* Pure plumbing is labelled: a cell that builds a widget front end starts with ``# plumbing:``.
 * Every notebook opens with a markdown header (``# NN · title``, what you will learn, prerequisites,
   runtime) and closes with a markdown footer (a summary and what to try next).
 * Files are named ``NN_name.ipynb`` with consecutive numbers from 00, and use the ``python3`` kernel.
@@ -137,29 +139,55 @@ def test_parameters_cell_reads_profile(nb_path):
         f"{nb_path.name}: the 'parameters' cell must read GENSAR_PROFILE from the environment"
 
 
+def test_setup_cell_calls_start(nb_path):
+    """One opening for every notebook: the cell after the parameters calls ``start(<its name>, PROFILE,
+    DATASET)``."""
+    code = _code(_read(nb_path))
+    assert len(code) > 1 and re.search(
+        rf"^\w+ = start\(\s*[\"']{nb_path.stem}[\"'],\s*PROFILE,\s*DATASET\)", code[1].source, re.MULTILINE), \
+        f"{nb_path.name}: the cell after the parameters must call start('{nb_path.stem}', PROFILE, DATASET)"
+
+
 # (c) ---------------------------------------------------------------- one plotting style
+
+DRAWS = re.compile(r"\bplt\.(subplots|figure|plot|imshow)\(|\bsave_fig\(")
+SETS_STYLE = re.compile(r"^(use_style\(\)|\w+ = start\()", re.MULTILINE)
+
 
 def test_one_plotting_style(nb_path):
     nb = _read(nb_path)
     # cell index -> code without comment lines (markdown cells count as empty code)
     sources = [_without_comments(c.source) if c.cell_type == "code" else "" for c in nb.cells]
-    joined = "\n".join(sources)
-    if not re.search(r"^\s*(import matplotlib|from matplotlib)", joined, re.MULTILINE):
-        return
     name = nb_path.name
-    assert re.search(r"from gensar_lib\.plots import [^\n]*\buse_style\b", joined), \
-        f"{name}: imports matplotlib but not use_style from gensar_lib.plots"
-    style_cell = next((i for i, s in enumerate(sources) if re.search(r"^use_style\(\)", s, re.MULTILINE)), None)
-    assert style_cell is not None, f"{name}: imports matplotlib but never calls use_style()"
-    plotting = [i for i, s in enumerate(sources) if re.search(r"\bplt\.(subplots|figure|plot|imshow)\(", s)]
-    assert not plotting or style_cell <= plotting[0], f"{name}: plots before calling use_style()"
     for i, source in enumerate(sources):
         assert not re.search(r"\.savefig\(", source), \
-            f"{name}: cell {i} calls savefig directly; save figures with gensar_lib.plots.save_fig"
+            f"{name}: cell {i} calls savefig directly; save figures with save_fig"
         assert not re.search(r"\b(plt\.style\.use|sns\.set_theme|sns\.set|sns\.set_style|mpl\.rcParams\.update)\(",
                              source), f"{name}: cell {i} changes the plotting style; use_style() sets it"
-    if plotting:
-        assert re.search(r"\bsave_fig\(", joined), f"{name}: draws figures but never saves one with save_fig"
+    drawing = [i for i, s in enumerate(sources) if DRAWS.search(s)]
+    imports = any(re.search(r"^\s*(import matplotlib|from matplotlib)", s, re.MULTILINE) for s in sources)
+    if not drawing and not imports:
+        return
+    style_cell = next((i for i, s in enumerate(sources) if SETS_STYLE.search(s)), None)
+    assert style_cell is not None, f"{name}: draws figures but never calls start() or use_style()"
+    assert not drawing or style_cell <= drawing[0], f"{name}: draws before setting the style"
+    if any(re.search(r"\bplt\.(subplots|figure|plot|imshow)\(", s) for s in sources):
+        assert any(re.search(r"\bsave_fig\(", s) for s in sources), \
+            f"{name}: draws figures but never saves one with save_fig"
+
+
+def test_the_style_rule_tells_the_cases_apart():
+    assert SETS_STYLE.search("session = start(\"00_data\", PROFILE, DATASET)") and SETS_STYLE.search("use_style()")
+    assert not SETS_STYLE.search("restart()") and not SETS_STYLE.search("print(start)")
+    assert DRAWS.search("session.save_fig(fig, 'x', frame)") and not DRAWS.search("plots.record(a=1)")
+
+
+def test_plumbing_cells_are_labelled(nb_path):
+    """A widget front end shows, it teaches nothing: its cell says so on its first line."""
+    for i, cell in enumerate(_read(nb_path).cells):
+        if cell.cell_type == "code" and re.search(r"^\s*import ipywidgets", cell.source, re.MULTILINE):
+            assert cell.source.startswith("# plumbing:"), \
+                f"{nb_path.name}: cell {i} builds a widget front end; label it with a first line '# plumbing: ...'"
 
 
 # (d) ---------------------------------------------------------------- header and footer
