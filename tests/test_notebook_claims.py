@@ -58,7 +58,7 @@ CLAIMED = {
         ("on the synthetic world, targets are as popular as their negatives or more, so popularity beats random",
          lambda v: v["target_train_count"] >= v["negative_train_count"] and v["popularity_rec_sampled_hr10"] > 0.15),
     ],
-    ("02_residual_quantization", "03_identifiers", "04_instructions", "tiny", "synthetic"): [
+    ("02_residual_quantization", "tiny", "synthetic"): [
         ("the residual norm shrinks with every level, on both embeddings",
          lambda v: all(all(b < a for a, b in zip(n, n[1:])) for n in (v["semantic_residual_norms"],
                                                                        v["collaborative_residual_norms"]))),
@@ -84,7 +84,7 @@ CLAIMED = {
         ("Sinkhorn spreads the items to about N / K per code (measured largest code 10 vs argmin's 16, N / K = 9)",
          lambda v: v["sinkhorn_max_items"] < v["argmin_max_items"] and v["sinkhorn_max_items"] <= 1.25 * v["balance"]),
     ],
-    ("03_identifiers", "04_instructions", "tiny", "synthetic"): [
+    ("03_identifiers", "tiny", "synthetic"): [
         ("handling never adds collisions, and TIGER's extra token removes them all",
          lambda v: all(v[f"{t}_after_paper"] <= v[f"{t}_before"] and v[f"{t}_after_tiger"] == 0 for t in IDENTIFIERS)),
         ("paper-style handling leaves the GenSAR IDs (almost) collision-free (measured 0.7% and 0)",
