@@ -15,6 +15,7 @@ prefix share a label, and how often a recommendation target shares its prefix wi
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import shutil
@@ -38,7 +39,9 @@ from gensar_lib.identifiers import (
     all_level_codes,
     to_json,
 )
+from gensar_lib.devices import processes, resolve_device
 from gensar_lib.generative import (
+    TrainResult,
     behaviour_and_identifier_tokens,
     build_model,
     load_best,
@@ -448,31 +451,49 @@ def train_generative(
     progress: bool = True,
 ) -> GenerativeModel:
     """Instructions (mixed by ``train.task_mix``) -> tokenizer -> T5 -> training with validation (cached,
-    resumable; notebook 05)."""
+    resumable; notebook 05), on ``profile.device``.
+
+    Under a launcher every process trains (data-parallel, :func:`~gensar_lib.generative.train`)
+    and the main one publishes the artifact; alone, a process holds the stage's lock while it trains.
+    """
     cache = cache or ArtifactCache()
     stage = STAGES["t5"]
     config, inputs = stage.config(profile), [prepared.key, fingerprint(to_json(ids)), stage.code()]
     key = cache.key(stage.name, config, inputs)
     work = cache.root / "t5_work" / key  # resumable training state lives here until the stage is done
+    device = resolve_device(profile.device)
+    state = processes(device)
 
-    def build(folder: Path) -> None:
-        split = prepared.split
+    def run_training() -> TrainResult:
         pairs = [(i.source, i.target) for i in training_instructions(
-            prepared.dataset, split.train, ids, profile.train.history_length, TaskMix.of(profile.train.task_mix),
-            profile.seed, profile.train.prompts)]
-        tokenizer = work_tokenizer(work, prepared, pairs, ids, profile)
-        model = build_model(profile.model, tokenizer, profile.seed)
+            prepared.dataset, prepared.split.train, ids, profile.train.history_length,
+            TaskMix.of(profile.train.task_mix), profile.seed, profile.train.prompts)]
+        with contextlib.nullcontext() if state is None else state.main_process_first():
+            tokenizer = work_tokenizer(work, prepared, pairs, ids, profile)
+        model = build_model(profile.model, tokenizer, profile.seed).to(device)
         val_cases, val_cands = held_out(prepared, profile, "valid")
 
         def validate(m) -> float:
-            return validation_score(GenerativeModel(m, tokenizer, ids, [], folder), val_cases, val_cands, profile)
+            return validation_score(GenerativeModel(m, tokenizer, ids, [], work), val_cases, val_cands, profile)
 
-        result = train(model, tokenizer, pairs, profile.train, work, validate, profile.seed, progress)
+        return train(model, tokenizer, pairs, profile.train, work, validate, profile.seed, progress,
+                     device=profile.device)
+
+    def publish(folder: Path, result: TrainResult) -> None:
         shutil.copytree(result.best_dir, folder / "best")
         write_json(folder / "history.json", result.history)
 
-    folder = cache.build(stage.name, config, build, inputs)  # locked per key: one process trains, another waits
-    shutil.rmtree(work, ignore_errors=True)
+    if state is None:  # locked per key: one process trains, another waits
+        folder = cache.build(stage.name, config, lambda f: publish(f, run_training()), inputs)
+        shutil.rmtree(work, ignore_errors=True)
+    else:
+        if not cache.exists(stage.name, key):
+            result = run_training()
+            if state.is_main_process:
+                cache.build(stage.name, config, lambda f: publish(f, result), inputs)
+                shutil.rmtree(work, ignore_errors=True)
+        state.wait_for_everyone()
+        folder = cache.path(stage.name, key)
     model, tokenizer = load_best(folder)
     history = json.loads((folder / "history.json").read_text())
-    return GenerativeModel(model, tokenizer, ids, history, folder)
+    return GenerativeModel(model.to(device), tokenizer, ids, history, folder)
