@@ -161,9 +161,9 @@ def item_embeddings(
     scale of unit vectors (the semantic rows are L2-normalised); the paper feeds UniSAR's table as is.
     """
     cache = cache or ArtifactCache()
-    sem = cached_semantic_embeddings(prepared.dataset, profile.embeddings, cache, progress)
+    sem = cached_semantic_embeddings(prepared.dataset, profile.embeddings, cache, progress, profile.device)
     col = cached_collaborative_embeddings(
-        prepared.dataset, prepared.split, profile.embeddings, profile.seed, cache, progress
+        prepared.dataset, prepared.split, profile.embeddings, profile.seed, cache, progress, profile.device
     )
     col = col / np.linalg.norm(col, axis=1).mean()
     return ItemEmbeddings(sem.astype(np.float32), col.astype(np.float32))
@@ -179,9 +179,10 @@ class IdentifierModel:
     input_dims: tuple[int, ...]
 
     def module(self, profile: Profile) -> JointRQVAE | SingleRQVAE:
+        """The trained RQ-VAE on ``profile.device``, in eval mode."""
         model = build_rqvae(self.kind, self.input_dims, profile)
         model.load_state_dict(self.state)
-        return model.eval()
+        return model.to(resolve_device(profile.device)).eval()
 
 
 def build_rqvae(kind: str, input_dims: tuple[int, ...], profile: Profile) -> JointRQVAE | SingleRQVAE:
@@ -196,15 +197,16 @@ def identifier_model(
     cache: ArtifactCache | None = None,
     progress: bool = True,
 ) -> IdentifierModel:
-    """Train (or load) the RQ-VAE of one identifier type (cached; notebooks 02 and 03)."""
+    """Train (or load) the RQ-VAE of one identifier type (cached; notebooks 02 and 03), on
+    ``profile.device`` (``quantize`` places the inputs beside the model; the cached state is on the CPU)."""
     cache = cache or ArtifactCache()
     inputs = emb.inputs(kind)
 
     def make() -> IdentifierModel:
-        model = build_rqvae(kind, tuple(x.shape[1] for x in inputs), profile)
+        model = build_rqvae(kind, tuple(x.shape[1] for x in inputs), profile).to(resolve_device(profile.device))
         history = train_rqvae(model, inputs if len(inputs) > 1 else inputs[0], profile.quantize,
                               profile.seed, progress, select=SELECT)
-        state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
         return IdentifierModel(kind, state, history.as_dict(), tuple(x.shape[1] for x in inputs))
 
     stage = STAGES["rqvae"]
