@@ -118,6 +118,10 @@ def _ablation(args: argparse.Namespace) -> None:
     profile = load_profile(args.profile)
     prepared = prepare_data(args.dataset, profile)
     result = run_ablation(prepared, profile, args.seeds, _methods(args), all_seeds=args.all_seeds)
+    from gensar_lib.devices import is_main_process
+
+    if not is_main_process():  # under a launcher every process trained; the main one writes
+        return
     result.provenance = provenance(args.argv)
     for path in write_ablation(args.out, result):
         print(f"wrote {path}")
