@@ -1,7 +1,7 @@
 """Item embeddings: semantic (sentence encoder) and collaborative (SASRec); notebook 01_embeddings.
 
 GenSAR (arXiv 2504.05730, section "item embeddings") gives every item two
-embeddings, which the joint residual quantiser (``quantize.py``) turns into a
+embeddings, which the joint residual quantiser (``gensar_lib.quantize``) turns into a
 semantic and a collaborative identifier:
 
 - **Semantic**: a sentence encoder over ``item.text`` (title + description),
@@ -34,6 +34,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -207,8 +208,8 @@ def _semantic_key(items: Sequence[Item], cfg: EmbeddingConfig) -> tuple[dict, li
     for item in items:
         digest.update(item.text.encode())
         digest.update(b"\x00")
-    config = {"encoder": cfg.encoder, "max_seq_length": cfg.max_seq_length}
-    return config, [digest.hexdigest()[:16], STAGES["semantic_embeddings"].code()]
+    stage = STAGES["semantic_embeddings"]
+    return stage.config(SimpleNamespace(embeddings=cfg)), [digest.hexdigest()[:16], stage.code()]
 
 
 def cached_semantic_embeddings(
@@ -495,15 +496,10 @@ def sasrec_scores(model: SASRec, cases: Sequence[Case], batch_size: int = 512, t
 def _sasrec_key(dataset: Dataset, split: Split, cfg: EmbeddingConfig, seed: int, opts: dict) -> tuple[dict, list[str]]:
     seqs = training_sequences(split, dataset.n_users)
     digest = hashlib.sha256(json.dumps([dataset.n_items, seqs]).encode()).hexdigest()[:16]
-    config = {
-        "dim": cfg.sasrec_dim,
-        "blocks": cfg.sasrec_blocks,
-        "epochs": cfg.sasrec_epochs,
-        "max_len": cfg.sasrec_max_len,
-        "seed": seed,
-        **opts,
-    }
-    return config, [digest, STAGES["sasrec"].code()]
+    stage = STAGES["sasrec"]
+    # the declared slice, plus the training options (SASREC_DEFAULTS and a caller's overrides)
+    config = stage.config(SimpleNamespace(embeddings=cfg, seed=seed)) | {"options": opts}
+    return config, [digest, stage.code()]
 
 
 def cached_sasrec(

@@ -10,7 +10,7 @@
   popularity give a score per item; ties count against the target.
 - **Ranking from generation** (``decode``, ``rank_cases``, ``evaluate_generative``): the T5 ranks
   items by constrained beam search; a target outside the beam gets ``metrics.MISSING``.
-- **Validation** (``validation_score``): the checkpoint criterion during training.
+- **Validation** (``validation_score``, ``validator``): the checkpoint criterion during training.
 - **Many processes** (``decode``): under a launcher (``torchrun``, ``accelerate launch``) each process
   decodes its share of the batches of prompts (batch ``b`` in process ``b % N``) and all gather the
   results in their original order: the same batches and the same decoding as in one process, hence
@@ -22,7 +22,7 @@ Every evaluation returns ``{task: {protocol: {"HR@1": ..., "NDCG@10": ...}}}`` (
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -31,12 +31,13 @@ from gensar_lib.data.schema import TASKS, Event
 from gensar_lib.data.splits import Case
 from gensar_lib.decoding import ItemTrie, constrained_beam_search, ranked_items
 from gensar_lib.devices import processes
+from gensar_lib.generative import GenerativeModel
 from gensar_lib.instructions import evaluation_instructions, source_text
 from gensar_lib.metrics import MISSING, ndcg, rank_of, ranks_from_scores, summarize
 
 if TYPE_CHECKING:
     from gensar_lib.data.pipeline import PreparedData
-    from gensar_lib.pipeline import GenerativeModel
+    from gensar_lib.identifiers import ItemIdentifiers
 
 PROTOCOLS: tuple[str, ...] = ("sampled", "full")
 Metrics = dict[str, dict[str, dict[str, float]]]
@@ -181,6 +182,18 @@ def validation_score(gen: GenerativeModel, cases: list[Case], candidates: np.nda
     """Mean NDCG@5 of the two tasks under the sampled protocol: the checkpoint criterion."""
     ranks = rank_cases(gen, cases, candidates, profile)
     return float(np.mean([ndcg(ranks[[c.task == t for c in cases]], 5) for t in TASKS]))
+
+
+def validator(prepared: PreparedData, profile: Profile, tokenizer: Any, ids: ItemIdentifiers
+              ) -> Callable[[Any], float]:
+    """``validate(t5) -> score``: :func:`validation_score` on the validation cases of ``held_out``, for
+    ``generative.train`` to call after each round (notebook 05)."""
+    cases, candidates = held_out(prepared, profile, "valid")
+
+    def validate(model: Any) -> float:
+        return validation_score(GenerativeModel(model, tokenizer, ids, []), cases, candidates, profile)
+
+    return validate
 
 
 # --------------------------------------------------------------------------------------

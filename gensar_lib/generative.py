@@ -50,7 +50,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -59,7 +59,10 @@ from tqdm.auto import tqdm
 from gensar_lib.artifacts import atomic_dir
 from gensar_lib.config import ConfigError, ModelConfig, TrainConfig, as_dict
 from gensar_lib.devices import accelerator, resolve_device
-from gensar_lib.instructions import BEHAVIOUR_TOKENS
+from gensar_lib.instructions import BEHAVIOUR_TOKENS, REC_TOKEN, SRC_TOKEN
+
+if TYPE_CHECKING:
+    from gensar_lib.identifiers import ItemIdentifiers
 
 PAD, EOS, UNK = "<pad>", "</s>", "<unk>"
 T5_SPECIALS: tuple[str, ...] = (PAD, EOS, UNK)  # ids 0, 1, 2 as in T5
@@ -836,3 +839,24 @@ def _run_steps(model: Any, data: EncodedPairs, lengths: list[int], optimizer: An
             bar.set_postfix(loss=f"{loss:.3f}", samples_s=f"{state.round_samples / state.round_seconds:.0f}")
             if cfg.checkpoint_every > 0 and state.step % cfg.checkpoint_every == 0 and state.step < until:
                 checkpoint()
+
+
+@dataclass
+class GenerativeModel:
+    """A trained T5 with its tokenizer, the identifiers it generates, its training curves and the cache
+    folder it was loaded from (notebook 05)."""
+
+    model: object
+    tokenizer: object
+    ids: ItemIdentifiers
+    history: list[dict]
+    folder: Path | None = None
+
+    def codes(self, task: str) -> np.ndarray:
+        """Token ids of every item's identifier for a task: collaborative for rec, semantic for search."""
+        idents = self.ids.collaborative if task == "rec" else self.ids.semantic
+        return np.array([self.tokenizer.convert_tokens_to_ids(list(t)) for t in idents], dtype=np.int64)
+
+    def behaviour_token(self, task: str) -> int:
+        """The token id of a task's behaviour token (``<rec>`` or ``<search>``)."""
+        return self.tokenizer.convert_tokens_to_ids(REC_TOKEN if task == "rec" else SRC_TOKEN)

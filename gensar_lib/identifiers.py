@@ -40,7 +40,7 @@ import numpy as np
 
 from gensar_lib.codestats import as_codes, code_entropy, code_usage, collision_rate, group_ids
 from gensar_lib.config import QuantizeConfig
-from gensar_lib.quantize import SINKHORN_ITERS, level_letter, sinkhorn
+from gensar_lib.quantize.residual import SINKHORN_ITERS, level_letter, sinkhorn
 
 SHARED, SEMANTIC, COLLAB, DEDUP = "shared", "semantic", "collab", "dedup"
 KIND_ORDER = (SHARED, SEMANTIC, COLLAB)

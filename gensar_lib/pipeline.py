@@ -41,6 +41,7 @@ from gensar_lib.identifiers import (
 )
 from gensar_lib.devices import processes, resolve_device
 from gensar_lib.generative import (
+    GenerativeModel,
     TrainResult,
     behaviour_and_identifier_tokens,
     build_model,
@@ -49,13 +50,8 @@ from gensar_lib.generative import (
     train,
     train_tokenizer,
 )
-from gensar_lib.instructions import (
-    REC_TOKEN,
-    SRC_TOKEN,
-    TaskMix,
-    training_instructions,
-)
-from gensar_lib.evaluation import held_out, validation_score
+from gensar_lib.instructions import TaskMix, training_instructions
+from gensar_lib.evaluation import validator
 from gensar_lib.quantize import JointRQVAE, SingleRQVAE, kmeans, level_names, train_rqvae
 from gensar_lib.stages import STAGES
 
@@ -399,25 +395,6 @@ def all_identifiers(
 EVAL_TASKS = {"rec": "NRIP", "search": "NSIP"}
 
 
-@dataclass
-class GenerativeModel:
-    """A trained T5 with its tokenizer, the identifiers it generates and its training curves."""
-
-    model: object
-    tokenizer: object
-    ids: ItemIdentifiers
-    history: list[dict]
-    folder: Path
-
-    def codes(self, task: str) -> np.ndarray:
-        """Token ids of every item's identifier for a task: collaborative for rec, semantic for search."""
-        idents = self.ids.collaborative if task == "rec" else self.ids.semantic
-        return np.array([self.tokenizer.convert_tokens_to_ids(list(t)) for t in idents], dtype=np.int64)
-
-    def behaviour_token(self, task: str) -> int:
-        return self.tokenizer.convert_tokens_to_ids(REC_TOKEN if task == "rec" else SRC_TOKEN)
-
-
 def tokenizer_corpus(prepared: PreparedData, pairs: list[tuple[str, str]]) -> list[str]:
     """The texts the tokenizer is trained on: item text, queries and the instructions."""
     ds = prepared.dataset
@@ -473,13 +450,8 @@ def train_generative(
         with contextlib.nullcontext() if state is None else state.main_process_first():
             tokenizer = work_tokenizer(work, prepared, pairs, ids, profile)
         model = build_model(profile.model, tokenizer, profile.seed).to(device)
-        val_cases, val_cands = held_out(prepared, profile, "valid")
-
-        def validate(m) -> float:
-            return validation_score(GenerativeModel(m, tokenizer, ids, [], work), val_cases, val_cands, profile)
-
-        return train(model, tokenizer, pairs, profile.train, work, validate, profile.seed, progress,
-                     device=profile.device)
+        return train(model, tokenizer, pairs, profile.train, work, validator(prepared, profile, tokenizer, ids),
+                     profile.seed, progress, device=profile.device)
 
     def publish(folder: Path, result: TrainResult) -> None:
         shutil.copytree(result.best_dir, folder / "best")

@@ -5,7 +5,8 @@ A stage's cache key is made of three parts:
 - the slice of the profile it reads (``reads``, dotted field names);
 - the keys of the artifacts it consumes (``consumes`` names those stages; their keys enter as inputs);
 - the source of every module it runs (``runs``), with every ``gensar_lib`` module that those import,
-  at any depth and wherever the import statement sits (found by reading the sources, not by a list).
+  at any depth and wherever the import statement sits (found by reading the sources, not by a list),
+  and the data files of those modules (``<module>_*.json`` beside a module).
 
 So a change to any module a stage runs gives it a new key, and no stage lists its files by hand.
 ``config`` and ``artifacts`` are left out of the code part: a profile's values enter the key
@@ -37,8 +38,9 @@ class Stage:
     consumes: tuple[str, ...]
     runs: tuple[str, ...]
 
-    def config(self, profile: Profile) -> dict[str, Any]:
-        """The profile slice this stage reads, by dotted field name."""
+    def config(self, profile: Profile | Any) -> dict[str, Any]:
+        """The profile slice this stage reads, by dotted field name (``profile`` may be any object with
+        those attributes, e.g. ``SimpleNamespace(embeddings=cfg, seed=0)`` for a stage run on its own)."""
         return {path: attrgetter(path)(profile) for path in self.reads}
 
     def modules(self, root: Path = PACKAGE) -> list[Path]:
@@ -52,10 +54,14 @@ class Stage:
 
 STAGES: dict[str, Stage] = {s.name: s for s in (
     Stage("data", reads=("data",), consumes=(), runs=("gensar_lib.data",)),
-    # the two embedding stages key on their own settings (embeddings._semantic_key, _sasrec_key): an
-    # EmbeddingConfig and the item texts or training sequences, not a profile slice
-    Stage("semantic_embeddings", reads=(), consumes=("data",), runs=("gensar_lib.embeddings",)),
-    Stage("sasrec", reads=(), consumes=("data",), runs=("gensar_lib.embeddings",)),
+    # the embedding stages consume the data through what they see of it (the item texts; the training
+    # sequences), not its key, so that a change elsewhere in the data config does not re-encode items
+    Stage("semantic_embeddings", reads=("embeddings.encoder", "embeddings.max_seq_length"),
+          consumes=("data",), runs=("gensar_lib.embeddings",)),
+    Stage("sasrec", reads=("embeddings.sasrec_dim", "embeddings.sasrec_blocks", "embeddings.sasrec_epochs",
+                           "embeddings.sasrec_max_len", "embeddings.sasrec_lr", "embeddings.sasrec_batch_size",
+                           "seed"),
+          consumes=("data",), runs=("gensar_lib.embeddings",)),
     Stage("rqvae", reads=("quantize", "seed"), consumes=("semantic_embeddings", "sasrec"),
           runs=("gensar_lib.pipeline",)),
     Stage("t5", reads=("model", "train", "eval", "seed"), consumes=("data", "rqvae"),
@@ -68,7 +74,9 @@ STAGES: dict[str, Stage] = {s.name: s for s in (
 
 def _files(module: str, root: Path, whole: bool) -> list[Path]:
     """The source files of a ``gensar_lib`` module, with the ``__init__.py`` of every package above
-    it (importing it runs them); a package is all its modules when ``whole``, else its ``__init__``."""
+    it (importing it runs them); a package is all its modules when ``whole``, else its ``__init__``.
+    A module's data files, ``<module>_*.json`` beside it (``data/synthetic_vocabulary.json``), count
+    as its source."""
     parts = module.split(".")[1:]
     path = root.joinpath(*parts)
     inits = [root.joinpath(*parts[:i], "__init__.py") for i in range(len(parts))]
@@ -79,7 +87,8 @@ def _files(module: str, root: Path, whole: bool) -> list[Path]:
     missing = [p for p in found if not p.exists()]
     if missing:
         raise ValueError(f"stage module {module!r}: no source file {missing[0]}")
-    return [p for p in inits if p.exists()] + found
+    data = [d for p in found for d in sorted(p.parent.glob(f"{p.stem}_*.json"))]
+    return [p for p in inits if p.exists()] + found + data
 
 
 def _imports(path: Path, root: Path) -> set[str]:

@@ -1,4 +1,5 @@
 """Declared stages: a change to any module a stage runs gives it a new cache key, and no other change does."""
+import dataclasses
 import shutil
 
 import pytest
@@ -31,7 +32,7 @@ def test_editing_any_module_a_stage_runs_changes_its_key(name, package_copy):
             assert stage.code(package_copy) != before, path
         finally:
             path.write_bytes(source)
-    outside = sorted(set(package_copy.rglob("*.py")) - set(files))
+    outside = sorted((set(package_copy.rglob("*.py")) | set(package_copy.rglob("*.json"))) - set(files))
     for path in outside:  # modules the stage does not run leave its key alone
         source = path.read_bytes()
         path.write_bytes(source + b"\n# edited\n")
@@ -47,10 +48,11 @@ def test_the_keys_cover_what_the_hand_written_lists_missed():
     t5 = _names(STAGES["t5"].modules(), PACKAGE)
     assert {"decoding/__init__.py", "decoding/fast.py", "decoding/search.py", "decoding/trie.py", "metrics.py",
             "pipeline.py", "generative.py", "instructions.py", "evaluation.py"} <= t5
-    assert {"identifiers.py", "quantize.py", "codestats.py"} <= _names(STAGES["rqvae"].modules(), PACKAGE)
+    assert {"identifiers.py", "quantize/__init__.py", "quantize/residual.py", "quantize/models.py",
+            "quantize/training.py", "codestats.py"} <= _names(STAGES["rqvae"].modules(), PACKAGE)
     assert {"baselines.py", "ablation.py"} <= _names(STAGES["ablation_run"].modules(), PACKAGE)
     data = _names(STAGES["data"].modules(), PACKAGE)
-    assert "data/synthetic.py" in data and "generative.py" not in data
+    assert {"data/synthetic.py", "data/synthetic_vocabulary.json"} <= data and "generative.py" not in data
     for stage in STAGES.values():
         assert not {"config.py", "artifacts.py", "stages.py"} & _names(stage.modules(), PACKAGE)
     assert all(k.startswith("gensar_lib.") for k in KEYLESS)
@@ -80,3 +82,19 @@ def test_a_stage_reads_its_profile_slice():
     assert Stage("x", ("train.lr",), (), ()).config(profile) == {"train.lr": profile.train.lr}
     assert set(STAGES) == {"data", "semantic_embeddings", "sasrec", "rqvae", "t5", "ablation_run"}
     assert all(c in STAGES for s in STAGES.values() for c in s.consumes)
+
+
+def test_embedding_stages_key_on_their_declared_slice():
+    from gensar_lib.config import EmbeddingConfig
+    from gensar_lib.data.schema import Item
+    from gensar_lib.embeddings import _semantic_key
+
+    items = [Item(id="1", title="Desk lamp", description="A lamp.")]
+    cfg = EmbeddingConfig()
+    config, _ = _semantic_key(items, cfg)
+    assert config == {"embeddings.encoder": cfg.encoder, "embeddings.max_seq_length": cfg.max_seq_length}
+    # a declared field changes the key's config; the batch size (not declared) does not
+    assert _semantic_key(items, dataclasses.replace(cfg, max_seq_length=64))[0] != config
+    assert _semantic_key(items, dataclasses.replace(cfg, batch_size=8))[0] == config
+    profile = load_profile("tiny")
+    assert set(STAGES["sasrec"].config(profile)) >= {"embeddings.sasrec_dim", "embeddings.sasrec_epochs", "seed"}

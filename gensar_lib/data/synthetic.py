@@ -42,9 +42,11 @@ at bundles, so the collaborative structure carries no signal.
 """
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
 from functools import cached_property
+from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
@@ -52,178 +54,17 @@ import scipy.sparse as sp
 from gensar_lib.config import ConfigError, SyntheticConfig, as_dict
 from gensar_lib.data.schema import Dataset, Event, Item, validate
 
-# --------------------------------------------------------------------------
-# The built-in vocabulary: department -> category -> leaf noun -> features.
-# "looks" are the department's colours/materials/scents (a category may
-# override them); "brands" are shared by the department's leaves.
-# --------------------------------------------------------------------------
-VOCABULARY: dict[str, dict] = {
-    "Electronics": {
-        "looks": ("black", "white", "silver", "graphite", "blue", "red"),
-        "brands": ("Sonix", "Voltra", "Kameo", "Pixelle"),
-        "categories": {
-            "Audio": {
-                "headphones": ("wireless", "foldable", "studio", "bluetooth", "cushioned"),
-                "speaker": ("portable", "waterproof", "smart", "rugged", "stereo"),
-                "earbuds": ("wireless", "sweatproof", "compact", "magnetic", "sporty"),
-            },
-            "Photography": {
-                "camera": ("mirrorless", "compact", "digital", "retro", "zoom"),
-                "tripod": ("adjustable", "travel", "carbon", "telescopic", "sturdy"),
-                "memory card": ("fast", "rugged", "compact", "professional", "reliable"),
-            },
-            "Computing": {
-                "keyboard": ("mechanical", "backlit", "ergonomic", "wireless", "slim"),
-                "mouse": ("wireless", "ergonomic", "gaming", "silent", "rechargeable"),
-            },
-        },
-    },
-    "Home & Kitchen": {
-        "looks": ("white", "black", "red", "copper", "cream", "sage"),
-        "brands": ("Cookwell", "Hearthly", "Brevo", "Panterra"),
-        "categories": {
-            "Appliances": {
-                "kettle": ("electric", "cordless", "quiet", "vintage", "gooseneck"),
-                "toaster": ("wide", "retro", "compact", "digital", "stainless"),
-                "blender": ("powerful", "personal", "countertop", "portable", "quiet"),
-            },
-            "Cookware": {
-                "saucepan": ("nonstick", "induction", "heavy", "lidded", "shallow"),
-                "skillet": ("seasoned", "nonstick", "deep", "induction", "enamelled"),
-                "chef knife": ("forged", "japanese", "balanced", "sharp", "damascus"),
-            },
-            "Tableware": {
-                "mug": ("ceramic", "insulated", "oversized", "handmade", "stackable"),
-                "teapot": ("porcelain", "glazed", "classic", "large", "infuser"),
-            },
-        },
-    },
-    "Office Supplies": {
-        "looks": ("black", "blue", "grey", "navy", "green", "pink"),
-        "brands": ("Scriba", "Paperly", "Deskmate", "Inkwell"),
-        "categories": {
-            "Writing": {
-                "pen": ("ballpoint", "gel", "fountain", "refillable", "smooth"),
-                "pencil": ("mechanical", "sketching", "soft", "hexagonal", "jumbo"),
-                "highlighter": ("fluorescent", "pastel", "chisel", "retractable", "dual"),
-            },
-            "Paper": {
-                "notebook": ("lined", "dotted", "spiral", "hardcover", "pocket"),
-                "envelope": ("padded", "windowed", "adhesive", "kraft", "large"),
-                "planner": ("weekly", "undated", "academic", "monthly", "daily"),
-            },
-            "Desk Accessories": {
-                "stapler": ("heavy", "compact", "electric", "ergonomic", "metal"),
-                "binder": ("ring", "zippered", "presentation", "durable", "slim"),
-            },
-        },
-    },
-    "Sports & Outdoors": {
-        "looks": ("black", "orange", "green", "blue", "red", "grey"),
-        "brands": ("Trailmark", "Apexa", "Stridewell", "Summitry"),
-        "categories": {
-            "Camping": {
-                "tent": ("ultralight", "dome", "waterproof", "family", "instant"),
-                "sleeping bag": ("mummy", "warm", "compressible", "lightweight", "rectangular"),
-                "lantern": ("rechargeable", "solar", "collapsible", "bright", "hanging"),
-            },
-            "Fitness": {
-                "yoga mat": ("thick", "nonslip", "cork", "travel", "reversible"),
-                "dumbbell": ("adjustable", "hexagonal", "neoprene", "rubber", "chrome"),
-                "jump rope": ("speed", "weighted", "beaded", "adjustable", "digital"),
-            },
-            "Cycling": {
-                "helmet": ("aero", "vented", "commuter", "reflective", "lightweight"),
-                "water bottle": ("insulated", "squeeze", "leakproof", "filtered", "collapsible"),
-            },
-        },
-    },
-    "Fashion": {
-        "looks": ("black", "navy", "olive", "beige", "burgundy", "charcoal"),
-        "brands": ("Northwear", "Velora", "Threadline", "Marlowe"),
-        "categories": {
-            "Footwear": {
-                "sneakers": ("running", "canvas", "retro", "breathable", "chunky"),
-                "boots": ("chelsea", "hiking", "leather", "insulated", "ankle"),
-                "sandals": ("strappy", "cushioned", "flat", "platform", "woven"),
-            },
-            "Outerwear": {
-                "jacket": ("puffer", "denim", "hooded", "quilted", "windproof"),
-                "raincoat": ("packable", "hooded", "breathable", "long", "lightweight"),
-            },
-            "Accessories": {
-                "scarf": ("wool", "silk", "knitted", "oversized", "striped"),
-                "handbag": ("leather", "crossbody", "quilted", "mini", "structured"),
-                "sunglasses": ("polarized", "aviator", "round", "mirrored", "oversized"),
-            },
-        },
-    },
-    "Beauty & Personal Care": {
-        "looks": ("unscented", "lavender", "citrus", "rose", "vanilla", "coconut"),
-        "brands": ("Lumina", "Purelle", "Dermaco", "Bloomwell"),
-        "categories": {
-            "Skincare": {
-                "moisturizer": ("hydrating", "lightweight", "overnight", "gentle", "rich"),
-                "cleanser": ("foaming", "gentle", "exfoliating", "clarifying", "creamy"),
-                "sunscreen": ("mineral", "sport", "tinted", "sheer", "waterproof"),
-                "lip balm": ("tinted", "hydrating", "medicated", "shimmer", "nourishing"),
-            },
-            "Bath & Fragrance": {
-                "shampoo": ("volumizing", "clarifying", "repairing", "moisturizing", "gentle"),
-                "perfume": ("floral", "woody", "musky", "fresh", "spicy"),
-            },
-            "Hair Tools": {
-                "looks": ("black", "white", "pink", "lilac"),
-                "hair dryer": ("ionic", "compact", "travel", "professional", "quiet"),
-                "hairbrush": ("paddle", "detangling", "bristle", "round", "wooden"),
-            },
-        },
-    },
-    "Toys & Games": {
-        "looks": ("red", "yellow", "blue", "green", "rainbow", "pastel"),
-        "brands": ("Playnest", "Brickworks", "Wondery", "Tumbletot"),
-        "categories": {
-            "Construction": {
-                "blocks": ("magnetic", "wooden", "stacking", "interlocking", "giant"),
-                "marble run": ("modular", "glowing", "wooden", "spiral", "deluxe"),
-            },
-            "Games & Puzzles": {
-                "jigsaw puzzle": ("panoramic", "landscape", "glossy", "round", "mini"),
-                "board game": ("strategy", "family", "cooperative", "party", "classic"),
-            },
-            "Outdoor Play": {
-                "kite": ("diamond", "stunt", "delta", "giant", "nylon"),
-                "flying disc": ("glowing", "ultimate", "soft", "foam", "lightweight"),
-            },
-            "Pretend Play": {
-                "teddy bear": ("plush", "jumbo", "classic", "musical", "cuddly"),
-                "robot": ("remote", "coding", "transforming", "talking", "dancing"),
-            },
-        },
-    },
-    "Garden": {
-        "looks": ("green", "terracotta", "black", "slate", "sand"),
-        "brands": ("Greenthumb", "Verdana", "Rootwell", "Fernhill"),
-        "categories": {
-            "Hand Tools": {
-                "pruning shears": ("bypass", "anvil", "ratchet", "ergonomic", "titanium"),
-                "trowel": ("forged", "stainless", "ergonomic", "narrow", "wooden"),
-                "gloves": ("leather", "thornproof", "waterproof", "padded", "breathable"),
-            },
-            "Planting": {
-                "planter": ("hanging", "ceramic", "raised", "square", "tall"),
-                "seed tray": ("biodegradable", "reusable", "deep", "vented", "modular"),
-            },
-            "Lawn Care": {
-                "lawn mower": ("cordless", "push", "electric", "robotic", "compact"),
-                "hose": ("expandable", "coiled", "reinforced", "lightweight", "long"),
-            },
-            "Wildlife": {
-                "bird feeder": ("hanging", "squirrelproof", "window", "metal", "wooden"),
-            },
-        },
-    },
-}
+VOCABULARY_FILE = Path(__file__).with_name("synthetic_vocabulary.json")
+
+
+def load_vocabulary(path: Path = VOCABULARY_FILE) -> dict[str, dict]:
+    """The built-in vocabulary (``synthetic_vocabulary.json``): department -> ``looks`` (its colours,
+    materials or scents; a category may override them), ``brands`` (shared by its leaves) and
+    ``categories`` -> category -> leaf noun -> its features."""
+    return json.loads(path.read_text())
+
+
+VOCABULARY: dict[str, dict] = load_vocabulary()
 
 FIRST_SENTENCES = (
     "A {look} {feature} {noun} from the {category} range of our {department} department.",
