@@ -50,9 +50,13 @@ def _identifiers(args: argparse.Namespace) -> None:
 
 
 def _train(args: argparse.Namespace) -> None:
-    """metrics.json (the same for the same seed and profile) and run.json (timings and provenance)."""
+    """metrics.json (the same for the same seed and profile) and run.json (timings and provenance).
+
+    Under ``torchrun --nproc_per_node N`` or ``accelerate launch`` the T5 trains data-parallel and
+    evaluation is sharded over the N processes; only the main one writes and prints the results."""
     from gensar_lib.artifacts import write_json
     from gensar_lib.data.pipeline import prepare_data
+    from gensar_lib.devices import processes, resolve_device
     from gensar_lib.generative import TIMING_KEYS
     from gensar_lib.evaluation import evaluate_generative, held_out
     from gensar_lib.pipeline import all_identifiers, train_generative
@@ -63,12 +67,20 @@ def _train(args: argparse.Namespace) -> None:
     gen = train_generative(prepared, ids, profile)
     cases, candidates = held_out(prepared, profile)
     metrics = evaluate_generative(gen, cases, candidates, profile)
+    device, state = resolve_device(profile.device), processes()
+    if state is not None and not state.is_main_process:
+        return
+    ranks = 1 if state is None else state.num_processes
+    print(f"ran with {ranks} rank(s) on {device}"
+          + ("" if state is None else f" ({state.distributed_type.value}, backend {state.backend}): data-parallel "
+                                      "T5 training (unless the stage was cached) and sharded evaluation"))
     report = {"dataset": prepared.dataset.name, "profile": profile.name, "test_cases": len(cases),
               "metrics": metrics, "training": [{k: v for k, v in h.items() if k not in TIMING_KEYS}
                                                for h in gen.history]}
     print(f"wrote {write_json(Path(args.out) / 'metrics.json', report)}")
     seconds = gen.history[-1]["train_seconds"] if gen.history else 0.0
-    run = provenance(args.argv) | {"train_seconds": seconds, "t5_folder": str(gen.folder),
+    run = provenance(args.argv) | {"train_seconds": seconds, "t5_folder": str(gen.folder), "ranks": ranks,
+                                  "device": str(device),
                                   "timings": [{k: h.get(k) for k in ("round", "step", *TIMING_KEYS)}
                                               for h in gen.history]}
     print(f"wrote {write_json(Path(args.out) / 'run.json', run)} (training took {seconds / 60:.1f} min)")
@@ -106,6 +118,10 @@ def _ablation(args: argparse.Namespace) -> None:
     profile = load_profile(args.profile)
     prepared = prepare_data(args.dataset, profile)
     result = run_ablation(prepared, profile, args.seeds, _methods(args), all_seeds=args.all_seeds)
+    from gensar_lib.devices import is_main_process
+
+    if not is_main_process():  # under a launcher every process trained; the main one writes
+        return
     result.provenance = provenance(args.argv)
     for path in write_ablation(args.out, result):
         print(f"wrote {path}")
@@ -154,7 +170,9 @@ def check_arguments(args: argparse.Namespace) -> None:
     for flag in ("profile", "dataset"):
         if getattr(args, flag) == "":
             raise ConfigError(f"--{flag} is empty; leave it out for the default, or name one")
-    load_profile(args.profile)
+    from gensar_lib.devices import resolve_device
+
+    resolve_device(load_profile(args.profile).device)  # an unusable device fails before any work
     if getattr(args, "seeds", 1) < 1:
         raise ConfigError(f"--seeds {args.seeds} is impossible: need at least 1")
     if getattr(args, "k", 1) < 1:

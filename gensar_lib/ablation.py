@@ -39,6 +39,7 @@ import pandas as pd
 from gensar_lib.artifacts import ArtifactCache, write_json
 from gensar_lib.config import REPO_ROOT, ConfigError, Profile, fingerprint
 from gensar_lib.data.pipeline import PreparedData
+from gensar_lib.devices import processes
 from gensar_lib.identifiers import ItemIdentifiers, collision_rate, make_token, single_vocabulary, to_json
 from gensar_lib.instructions import TaskMix
 from gensar_lib.pipeline import (
@@ -193,8 +194,15 @@ def run_method(method: str, prepared: PreparedData, profile: Profile, seed: int,
                 "total_seconds": time.perf_counter() - start}
 
     stage = STAGES["ablation_run"]
-    out = cache.cached(stage.name, {"method": method, **stage.config(prof)}, make,
-                       [prepared.key, fingerprint(to_json(variant.ids)), stage.code()])
+    config, inputs = {"method": method, **stage.config(prof)}, [prepared.key, fingerprint(to_json(variant.ids)),
+                                                                 stage.code()]
+    state = processes()
+    if state is not None and not cache.exists(stage.name, cache.key(stage.name, config, inputs)):
+        value = make()  # under a launcher every process trains and evaluates (data-parallel, sharded) ...
+        if state.is_main_process:  # ... and the main one stores the result
+            cache.cached(stage.name, config, lambda: value, inputs)
+        state.wait_for_everyone()
+    out = cache.cached(stage.name, config, make, inputs)
     return {"method": method, "family": "generative", "seed": seed, **out, "collisions": variant.collisions}
 
 

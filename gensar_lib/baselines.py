@@ -131,7 +131,8 @@ def sasrec_baseline(
     cache entry). Cases without recommendation history get a row of zeros (SASRec would score
     them from an untrained padding-only state).
     """
-    model = cached_sasrec(prepared.dataset, prepared.split, profile.embeddings, profile.seed, cache, progress)
+    model = cached_sasrec(prepared.dataset, prepared.split, profile.embeddings, profile.seed, cache, progress,
+                          profile.device)
     scores = sasrec_scores(model, list(cases))
     scores[[not rec_items(c.history) for c in cases]] = 0.0
     return scores
@@ -163,15 +164,17 @@ def bm25_baseline(
     return out
 
 
-def encode_queries(queries: Sequence[str], cfg: EmbeddingConfig, batch_size: int = 256) -> np.ndarray:
-    """L2-normalised embeddings [len(queries), d]; each distinct string is encoded once per process."""
+def encode_queries(queries: Sequence[str], cfg: EmbeddingConfig, batch_size: int = 256,
+                   device: str | None = None) -> np.ndarray:
+    """L2-normalised embeddings [len(queries), d] (encoded on ``device``); each distinct string is
+    encoded once per process."""
     memo = _QUERY_VECTORS.setdefault((cfg.encoder, cfg.max_seq_length), {})
     missing = sorted({q for q in queries if q not in memo})
     for start in range(0, len(missing), batch_size):
         chunk = missing[start : start + batch_size]
-        memo.update(zip(chunk, encode_texts(chunk, cfg, progress=False)))
+        memo.update(zip(chunk, encode_texts(chunk, cfg, progress=False, device=device)))
     if not len(queries):
-        return encode_texts([], cfg, progress=False)  # [0, d]
+        return encode_texts([], cfg, progress=False, device=device)  # [0, d]
     return np.stack([memo[q] for q in queries]).astype(np.float32)
 
 
@@ -187,11 +190,12 @@ def dense_baseline(
     Item embeddings are the cached semantic embeddings (unit rows), queries are encoded with the
     same encoder and ``max_seq_length``; a rec case with an empty history gets a row of zeros.
     """
-    items = cached_semantic_embeddings(prepared.dataset, profile.embeddings, cache, progress)
+    items = cached_semantic_embeddings(prepared.dataset, profile.embeddings, cache, progress, profile.device)
     queries = np.zeros((len(cases), items.shape[1]), dtype=np.float32)
     search_rows = [i for i, c in enumerate(cases) if c.task == "search"]
     if search_rows:
-        queries[search_rows] = encode_queries([cases[i].target.query for i in search_rows], profile.embeddings)
+        queries[search_rows] = encode_queries([cases[i].target.query for i in search_rows], profile.embeddings,
+                                              device=profile.device)
     for row, case in enumerate(cases):
         last = last_history_item(case)
         if case.task == "rec" and last is not None:

@@ -3,6 +3,7 @@
 A profile fixes every hyper-parameter of every stage, so one name reproduces a
 whole run. ``load_profile()`` reads ``GENSAR_PROFILE`` and ``dataset_spec()``
 reads ``GENSAR_DATASET``; notebooks call both in their ``parameters`` cell.
+``GENSAR_DEVICE`` sets ``Profile.device`` (:mod:`gensar_lib.devices`), which no cache key contains.
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from typing import Any, Literal
 PROFILE_ENV = "GENSAR_PROFILE"
 DATASET_ENV = "GENSAR_DATASET"
 CACHE_ENV = "GENSAR_CACHE"
+DEVICE_ENV = "GENSAR_DEVICE"
 DEFAULT_PROFILE = "small"
 DEFAULT_DATASET = "synthetic"
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -176,6 +178,8 @@ class Profile:
     eval: EvalConfig = field(default_factory=EvalConfig)
     ablation: AblationConfig = field(default_factory=AblationConfig)
     seed: int = 0
+    # where every stage computes: auto | cpu | cuda | cuda:N (gensar_lib.devices.resolve_device); in no cache key
+    device: str = "auto"
 
 
 def _tiny() -> Profile:
@@ -239,13 +243,16 @@ PROFILES = {"tiny": _tiny, "small": _small, "paper": _paper}
 
 
 def load_profile(name: str | None = None, **overrides: Any) -> Profile:
-    """The named profile (default: ``$GENSAR_PROFILE`` or ``small``), with top-level overrides."""
+    """The named profile (default: ``$GENSAR_PROFILE`` or ``small``), with top-level overrides;
+    ``device`` comes from ``$GENSAR_DEVICE`` unless overridden."""
     name = name or os.environ.get(PROFILE_ENV) or DEFAULT_PROFILE
     if name not in PROFILES:
         raise ConfigError(
             f"unknown profile {name!r} (from {PROFILE_ENV} or the --profile argument); "
             f"choose one of {sorted(PROFILES)}"
         )
+    if os.environ.get(DEVICE_ENV):
+        overrides = {"device": os.environ[DEVICE_ENV], **overrides}
     profile = replace(PROFILES[name](), **overrides)
     check_profile(profile)
     return profile
@@ -290,7 +297,10 @@ def check_profile(profile: Profile) -> None:
         ("quantize.codebook_size", profile.quantize.codebook_size, profile.quantize.codebook_size >= 2),
         ("eval.beam_size", profile.eval.beam_size, profile.eval.beam_size >= 1),
     ]
-    from gensar_lib.instructions import PROMPT_STYLES, TASK_FAMILIES  # late: instructions depends on this module
+    from gensar_lib.devices import check_device_setting  # late: both depend on this module
+    from gensar_lib.instructions import PROMPT_STYLES, TASK_FAMILIES
+
+    check_device_setting(profile.device)
 
     checks.append(("train.prompts", profile.train.prompts, profile.train.prompts in PROMPT_STYLES))
     if profile.train.task_mix is not None:
@@ -309,6 +319,8 @@ def as_dict(obj: Any) -> Any:
 
 
 def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, Profile):  # where it runs changes no result beyond float tolerance: in no key
+        return {k: v for k, v in dataclasses.asdict(obj).items() if k != "device"}
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         return dataclasses.asdict(obj)
     raise TypeError(f"cannot fingerprint a {type(obj).__name__}")

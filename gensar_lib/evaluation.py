@@ -11,6 +11,10 @@
 - **Ranking from generation** (``decode``, ``rank_cases``, ``evaluate_generative``): the T5 ranks
   items by constrained beam search; a target outside the beam gets ``metrics.MISSING``.
 - **Validation** (``validation_score``, ``validator``): the checkpoint criterion during training.
+- **Many processes** (``decode``): under a launcher (``torchrun``, ``accelerate launch``) each process
+  decodes its share of the batches of prompts (batch ``b`` in process ``b % N``) and all gather the
+  results in their original order: the same batches and the same decoding as in one process, hence
+  exactly the same metrics.
 - **Using a trained model** (``recommend``, ``search``): the top items for one history (and query).
 
 Every evaluation returns ``{task: {protocol: {"HR@1": ..., "NDCG@10": ...}}}`` (:data:`Metrics`).
@@ -26,6 +30,7 @@ from gensar_lib.config import Profile
 from gensar_lib.data.schema import TASKS, Event
 from gensar_lib.data.splits import Case
 from gensar_lib.decoding import ItemTrie, constrained_beam_search, ranked_items
+from gensar_lib.devices import processes
 from gensar_lib.generative import GenerativeModel
 from gensar_lib.instructions import evaluation_instructions, source_text
 from gensar_lib.metrics import MISSING, ndcg, rank_of, ranks_from_scores, summarize
@@ -121,19 +126,28 @@ def decode(
     top_k: int = 10,
     batch_size: int = 64,
 ) -> list[list[int]]:
-    """Top-k items per prompt by constrained beam search (over candidates, or the whole catalogue)."""
+    """Top-k items per prompt by constrained beam search (over candidates, or the whole catalogue),
+    on the model's device; under a launcher each process decodes every N-th batch, then all gather."""
     trie = ItemTrie(gen.codes(task))
-    ranked: list[list[int]] = []
-    for start in range(0, len(sources), batch_size):
+    device = next(gen.model.parameters()).device
+    starts = list(range(0, len(sources), batch_size))
+    state = processes(device)
+    mine = starts if state is None else starts[state.process_index::state.num_processes]
+    ranked: dict[int, list[list[int]]] = {}
+    for start in mine:
         enc = gen.tokenizer(sources[start:start + batch_size], return_tensors="pt", padding=True,
                             truncation=True, max_length=profile.train.max_source_length)
         result = constrained_beam_search(
-            gen.model, enc["input_ids"], enc["attention_mask"], trie, gen.behaviour_token(task),
-            profile.eval.beam_size, top_k=min(top_k, profile.eval.beam_size),
+            gen.model, enc["input_ids"].to(device), enc["attention_mask"].to(device), trie,
+            gen.behaviour_token(task), profile.eval.beam_size, top_k=min(top_k, profile.eval.beam_size),
             candidates=None if candidates is None else candidates[start:start + batch_size],
         )
-        ranked += ranked_items(result)
-    return ranked
+        ranked[start] = ranked_items(result)
+    if state is not None:
+        from accelerate.utils import gather_object
+
+        ranked = {start: items for part in gather_object([ranked]) for start, items in part.items()}
+    return [items for start in starts for items in ranked[start]]
 
 
 def rank_cases(gen: GenerativeModel, cases: list[Case], candidates: np.ndarray | None, profile: Profile

@@ -58,6 +58,7 @@ from tqdm.auto import tqdm
 
 from gensar_lib.artifacts import atomic_dir
 from gensar_lib.config import ConfigError, ModelConfig, TrainConfig, as_dict
+from gensar_lib.devices import accelerator, resolve_device
 from gensar_lib.instructions import BEHAVIOUR_TOKENS, REC_TOKEN, SRC_TOKEN
 
 if TYPE_CHECKING:
@@ -507,9 +508,10 @@ def tokenizer_fingerprint(tokenizer: Tokenizer) -> str:
 
 
 def _run_signature(cfg: TrainConfig, seed: int, pairs: Sequence[tuple[str, str]], model: Any,
-                   tokenizer: Tokenizer) -> dict:
-    """What shapes the batches and the updates; a checkpoint resumes only under the same signature."""
-    return {
+                   tokenizer: Tokenizer, processes: int = 1) -> dict:
+    """What shapes the batches and the updates; a checkpoint resumes only under the same signature
+    (``processes``, the data-parallel ranks, only when more than one: their float sums differ)."""
+    return ({"processes": processes} if processes > 1 else {}) | {
         "train_config": as_dict(cfg),
         "seed": seed,
         "n_pairs": len(pairs),
@@ -565,11 +567,14 @@ def _load_last(out_dir: Path, model: Any, optimizer: Any, scheduler: Any,
     return _Progress(**state["progress"])
 
 
-def response_loss(model: Any, batch: dict[str, torch.Tensor], label_smoothing: float = 0.0) -> torch.Tensor:
-    """Mean cross-entropy of the response tokens (labels -100 skipped); the model's own loss when not smoothed."""
+def response_loss(model: Any, batch: dict[str, torch.Tensor], label_smoothing: float = 0.0,
+                  reduction: str = "mean") -> torch.Tensor:
+    """Mean (or ``"sum"``) cross-entropy of the response tokens (labels -100 skipped); the model's own
+    loss when not smoothed."""
     logits = model(**batch).logits
     return torch.nn.functional.cross_entropy(logits.flatten(0, 1), batch["labels"].flatten(),
-                                             ignore_index=LABEL_IGNORE, label_smoothing=label_smoothing)
+                                             ignore_index=LABEL_IGNORE, label_smoothing=label_smoothing,
+                                             reduction=reduction)
 
 
 @torch.no_grad()
@@ -599,6 +604,32 @@ def _train_step(model: Any, batch: dict[str, torch.Tensor], optimizer: Any, sche
     optimizer.step()
     scheduler.step()
     return float(loss.detach())
+
+
+def _shard_step(model: Any, data: EncodedPairs, rows: np.ndarray, optimizer: Any, scheduler: Any, cfg: TrainConfig,
+                acc: Any) -> float:
+    """One data-parallel optimiser step on one batch (:func:`train` under Accelerate); the batch's mean loss.
+
+    Every process holds the whole batch ``rows`` and computes on its shard ``rows[rank::N]`` (a
+    process whose shard is empty takes one row at weight 0, so that it still joins the gradient
+    all-reduce). Each shard's loss is its token sum over the batch's token count, times N: the
+    averaged gradient is then that of the whole batch's mean loss, as in one process.
+    """
+    rank, n = acc.process_index, acc.num_processes
+    mine, weight = rows[rank::n], 1.0
+    if len(mine) == 0:
+        mine, weight = rows[:1], 0.0
+    tokens = sum(len(data.targets[i]) for i in rows)
+    batch = {k: v.to(acc.device) for k, v in collate([data.sources[i] for i in mine],
+                                                      [data.targets[i] for i in mine]).items()}
+    total = response_loss(model, batch, cfg.label_smoothing, reduction="sum") * weight
+    optimizer.zero_grad(set_to_none=True)
+    acc.backward(total * (n / tokens))
+    if cfg.grad_clip > 0:
+        acc.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+    optimizer.step()
+    scheduler.step()
+    return float(acc.reduce(total.detach(), "sum")) / tokens
 
 
 def _validate(model: Any, validate: Callable[[Any], float] | None) -> float | None:
@@ -674,6 +705,7 @@ def train(
     progress: bool = True,
     resume: bool = True,
     stop_after_steps: int | None = None,
+    device: str | None = None,
 ) -> TrainResult:
     """Instruction-tune ``model`` on ``(source, target)`` pairs (notebook 05_t5_training).
 
@@ -702,7 +734,19 @@ def train(
 
     Results are bit-identical for one seed and one ``torch.get_num_threads()``;
     another thread count changes float rounding.
+
+    ``device`` is a setting of :func:`~gensar_lib.devices.resolve_device` (None:
+    ``$GENSAR_DEVICE`` or ``auto``). One process on the CPU trains as described,
+    without Accelerate. On a GPU, or under a launcher (``torchrun``,
+    ``accelerate launch``), an ``Accelerator`` (bf16 autocast on a GPU) prepares
+    model and optimiser: every process builds the same batches and computes its
+    shard of each (:func:`_shard_step`; ``cfg.batch_size`` is the batch of all
+    processes together), gradients are averaged, and only the main process
+    writes ``best`` and ``last``; ``validate`` runs in every process (evaluation
+    shards its cases). README, "Running at the paper's scale".
     """
+    acc = accelerator(resolve_device(device))
+    main = acc is None or acc.is_main_process
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     data = encode_pairs(tokenizer, train_pairs, cfg.max_source_length, cfg.max_target_length)
@@ -712,47 +756,62 @@ def train(
     steps = total_steps(cfg, len(data))
     eval_every = cfg.eval_every or steps_per_epoch
     optimizer, scheduler = _make_optimizer(model, cfg, steps)
-    signature = _run_signature(cfg, seed, train_pairs, model, tokenizer)
+    signature = _run_signature(cfg, seed, train_pairs, model, tokenizer, 1 if acc is None else acc.num_processes)
     state = _load_last(out_dir, model, optimizer, scheduler, signature) if resume else None
     resumed_from = state.step if state is not None else None
+    plain = model  # what is saved and validated; ``model`` is Accelerate's wrapper when there is one
+    if acc is not None:
+        acc.wait_for_everyone()  # every process has read ``last`` before the main one may delete it
+        model, optimizer = acc.prepare(model, optimizer)
+        if progress and main:
+            tqdm.write(f"training with {acc.num_processes} process(es) ({acc.distributed_type.value}) on "
+                       f"{acc.device}, mixed precision {acc.mixed_precision}: each computes its share of every "
+                       f"batch of {cfg.batch_size}")
     if state is None:
-        for name in (LAST, BEST):
-            for folder in (out_dir / name, out_dir / f".{name}.old"):
-                shutil.rmtree(folder, ignore_errors=True)
+        if main:
+            for name in (LAST, BEST):
+                for folder in (out_dir / name, out_dir / f".{name}.old"):
+                    shutil.rmtree(folder, ignore_errors=True)
         torch.manual_seed(seed)  # dropout masks
         state = _Progress()
-    elif progress and state.step < steps:
+    elif progress and main and state.step < steps:
         epoch, batch = divmod(state.step, steps_per_epoch)
         tqdm.write(f"resuming {out_dir} from step {state.step}/{steps} (epoch {epoch + 1}, batch {batch + 1}, "
                    f"{state.round} validation rounds done)")
     stop = steps if stop_after_steps is None else min(steps, stop_after_steps)
     lengths = [len(s) for s in data.sources]
+
+    def checkpoint() -> None:
+        if main:
+            _save_last(out_dir, plain, optimizer, scheduler, state, signature)
+
     model.train()
     while state.step < stop:
         round_end = min((state.step // eval_every + 1) * eval_every, steps)
         _run_steps(model, data, lengths, optimizer, scheduler, state, cfg, seed, steps_per_epoch,
-                   min(round_end, stop), lambda: _save_last(out_dir, model, optimizer, scheduler, state, signature),
-                   progress)
+                   min(round_end, stop), checkpoint, progress and main, acc)
         if state.step < round_end:  # stopped early mid-round: keep the state, no validation
-            _save_last(out_dir, model, optimizer, scheduler, state, signature)
+            checkpoint()
             break
-        score = _validate(model, validate)
+        score = _validate(plain, validate)
         better = _is_better(score, state.best_score)
         entry = _finish_round(state, score, scheduler.get_last_lr()[0], better, steps_per_epoch)
-        if progress:
+        if progress and main:
             tqdm.write(_round_line(entry, steps))
-        if better:
+        if better and main:
             with atomic_dir(out_dir / BEST) as tmp:
-                save_model(model, tokenizer, tmp, {k: entry[k] for k in ("round", "step", "epoch", "val_score")})
-        _save_last(out_dir, model, optimizer, scheduler, state, signature)
+                save_model(plain, tokenizer, tmp, {k: entry[k] for k in ("round", "step", "epoch", "val_score")})
+        checkpoint()
     model.eval()
+    if acc is not None:
+        acc.wait_for_everyone()  # ``best`` and ``last`` are written when any process returns
     return _result(out_dir, state, steps, resumed_from)
 
 
 def _run_steps(model: Any, data: EncodedPairs, lengths: list[int], optimizer: Any, scheduler: Any,
                state: _Progress, cfg: TrainConfig, seed: int, steps_per_epoch: int, until: int,
-               checkpoint: Callable[[], None], show: bool) -> None:
-    """Train from ``state.step`` up to step ``until``, updating ``state``."""
+               checkpoint: Callable[[], None], show: bool, acc: Any = None) -> None:
+    """Train from ``state.step`` up to step ``until``, updating ``state`` (data-parallel with ``acc``)."""
     epoch, plan = -1, []
     bar = tqdm(total=until, initial=state.step, disable=not show, leave=False, desc="training", unit="step")
     with bar:
@@ -762,8 +821,11 @@ def _run_steps(model: Any, data: EncodedPairs, lengths: list[int], optimizer: An
                 plan = epoch_batches(lengths, cfg.batch_size, seed, epoch, cfg.length_window)
             start = time.perf_counter()
             rows = plan[state.step % steps_per_epoch]
-            batch = collate([data.sources[i] for i in rows], [data.targets[i] for i in rows])
-            loss = _train_step(model, batch, optimizer, scheduler, cfg.grad_clip, cfg.label_smoothing)
+            if acc is None:
+                batch = collate([data.sources[i] for i in rows], [data.targets[i] for i in rows])
+                loss = _train_step(model, batch, optimizer, scheduler, cfg.grad_clip, cfg.label_smoothing)
+            else:
+                loss = _shard_step(model, data, rows, optimizer, scheduler, cfg, acc)
             seconds = time.perf_counter() - start
             state.round_seconds += seconds
             state.train_seconds += seconds

@@ -15,6 +15,7 @@ prefix share a label, and how often a recommendation target shares its prefix wi
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import shutil
@@ -38,8 +39,10 @@ from gensar_lib.identifiers import (
     all_level_codes,
     to_json,
 )
+from gensar_lib.devices import processes, resolve_device
 from gensar_lib.generative import (
     GenerativeModel,
+    TrainResult,
     behaviour_and_identifier_tokens,
     build_model,
     load_best,
@@ -154,9 +157,9 @@ def item_embeddings(
     scale of unit vectors (the semantic rows are L2-normalised); the paper feeds UniSAR's table as is.
     """
     cache = cache or ArtifactCache()
-    sem = cached_semantic_embeddings(prepared.dataset, profile.embeddings, cache, progress)
+    sem = cached_semantic_embeddings(prepared.dataset, profile.embeddings, cache, progress, profile.device)
     col = cached_collaborative_embeddings(
-        prepared.dataset, prepared.split, profile.embeddings, profile.seed, cache, progress
+        prepared.dataset, prepared.split, profile.embeddings, profile.seed, cache, progress, profile.device
     )
     col = col / np.linalg.norm(col, axis=1).mean()
     return ItemEmbeddings(sem.astype(np.float32), col.astype(np.float32))
@@ -172,9 +175,10 @@ class IdentifierModel:
     input_dims: tuple[int, ...]
 
     def module(self, profile: Profile) -> JointRQVAE | SingleRQVAE:
+        """The trained RQ-VAE on ``profile.device``, in eval mode."""
         model = build_rqvae(self.kind, self.input_dims, profile)
         model.load_state_dict(self.state)
-        return model.eval()
+        return model.to(resolve_device(profile.device)).eval()
 
 
 def build_rqvae(kind: str, input_dims: tuple[int, ...], profile: Profile) -> JointRQVAE | SingleRQVAE:
@@ -189,15 +193,16 @@ def identifier_model(
     cache: ArtifactCache | None = None,
     progress: bool = True,
 ) -> IdentifierModel:
-    """Train (or load) the RQ-VAE of one identifier type (cached; notebooks 02 and 03)."""
+    """Train (or load) the RQ-VAE of one identifier type (cached; notebooks 02 and 03), on
+    ``profile.device`` (``quantize`` places the inputs beside the model; the cached state is on the CPU)."""
     cache = cache or ArtifactCache()
     inputs = emb.inputs(kind)
 
     def make() -> IdentifierModel:
-        model = build_rqvae(kind, tuple(x.shape[1] for x in inputs), profile)
+        model = build_rqvae(kind, tuple(x.shape[1] for x in inputs), profile).to(resolve_device(profile.device))
         history = train_rqvae(model, inputs if len(inputs) > 1 else inputs[0], profile.quantize,
                               profile.seed, progress, select=SELECT)
-        state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
         return IdentifierModel(kind, state, history.as_dict(), tuple(x.shape[1] for x in inputs))
 
     stage = STAGES["rqvae"]
@@ -425,27 +430,44 @@ def train_generative(
     progress: bool = True,
 ) -> GenerativeModel:
     """Instructions (mixed by ``train.task_mix``) -> tokenizer -> T5 -> training with validation (cached,
-    resumable; notebook 05)."""
+    resumable; notebook 05), on ``profile.device``.
+
+    Under a launcher every process trains (data-parallel, :func:`~gensar_lib.generative.train`)
+    and the main one publishes the artifact; alone, a process holds the stage's lock while it trains.
+    """
     cache = cache or ArtifactCache()
     stage = STAGES["t5"]
     config, inputs = stage.config(profile), [prepared.key, fingerprint(to_json(ids)), stage.code()]
     key = cache.key(stage.name, config, inputs)
     work = cache.root / "t5_work" / key  # resumable training state lives here until the stage is done
+    device = resolve_device(profile.device)
+    state = processes(device)
 
-    def build(folder: Path) -> None:
-        split = prepared.split
+    def run_training() -> TrainResult:
         pairs = [(i.source, i.target) for i in training_instructions(
-            prepared.dataset, split.train, ids, profile.train.history_length, TaskMix.of(profile.train.task_mix),
-            profile.seed, profile.train.prompts)]
-        tokenizer = work_tokenizer(work, prepared, pairs, ids, profile)
-        model = build_model(profile.model, tokenizer, profile.seed)
-        validate = validator(prepared, profile, tokenizer, ids)
-        result = train(model, tokenizer, pairs, profile.train, work, validate, profile.seed, progress)
+            prepared.dataset, prepared.split.train, ids, profile.train.history_length,
+            TaskMix.of(profile.train.task_mix), profile.seed, profile.train.prompts)]
+        with contextlib.nullcontext() if state is None else state.main_process_first():
+            tokenizer = work_tokenizer(work, prepared, pairs, ids, profile)
+        model = build_model(profile.model, tokenizer, profile.seed).to(device)
+        return train(model, tokenizer, pairs, profile.train, work, validator(prepared, profile, tokenizer, ids),
+                     profile.seed, progress, device=profile.device)
+
+    def publish(folder: Path, result: TrainResult) -> None:
         shutil.copytree(result.best_dir, folder / "best")
         write_json(folder / "history.json", result.history)
 
-    folder = cache.build(stage.name, config, build, inputs)  # locked per key: one process trains, another waits
-    shutil.rmtree(work, ignore_errors=True)
+    if state is None:  # locked per key: one process trains, another waits
+        folder = cache.build(stage.name, config, lambda f: publish(f, run_training()), inputs)
+        shutil.rmtree(work, ignore_errors=True)
+    else:
+        if not cache.exists(stage.name, key):
+            result = run_training()
+            if state.is_main_process:
+                cache.build(stage.name, config, lambda f: publish(f, result), inputs)
+                shutil.rmtree(work, ignore_errors=True)
+        state.wait_for_everyone()
+        folder = cache.path(stage.name, key)
     model, tokenizer = load_best(folder)
     history = json.loads((folder / "history.json").read_text())
-    return GenerativeModel(model, tokenizer, ids, history, folder)
+    return GenerativeModel(model.to(device), tokenizer, ids, history, folder)

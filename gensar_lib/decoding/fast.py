@@ -125,10 +125,13 @@ def constrained_beam_search(
     * ``"auto"`` (default) -- ``"t5"`` for T5/mT5 layouts, else ``"hf"``.
 
     Both give the same results up to float rounding (tests check both against
-    ``generate``). ``batch_size`` examples are decoded together.
+    ``generate``). ``batch_size`` examples are decoded together, on the model's
+    device (inputs are moved there; a GPU agrees with the CPU up to float
+    tolerance, not bitwise).
     """
-    input_ids = _as_tensor(input_ids)
-    attention_mask = torch.ones_like(input_ids) if attention_mask is None else _as_tensor(attention_mask)
+    device = next(model.parameters()).device  # every tensor of the search lives beside the weights
+    input_ids = _as_tensor(input_ids).to(device)
+    attention_mask = torch.ones_like(input_ids) if attention_mask is None else _as_tensor(attention_mask).to(device)
     trie, candidates = _check_inputs(codes, candidates, len(input_ids))
     top_k = beam_size if top_k is None else top_k
     if beam_size < 1 or not 1 <= top_k <= beam_size:
@@ -141,7 +144,7 @@ def constrained_beam_search(
     if impl == "t5":
         check_t5_internals(model)
     parts = []
-    with _EvalMode(model):
+    with _EvalMode(model), torch.device(device):
         for lo in range(0, len(input_ids), batch_size):
             sl = slice(lo, lo + batch_size)
             parts.append(
@@ -544,7 +547,7 @@ def _beam_search_batch(model, input_ids, attention_mask, trie, behaviour, start,
                              max_rows=n_ex * beam_size)
     else:
         dec = _HFCacheDecoder(model, input_ids, attention_mask, n_ex * beam_size)
-    node_allowed = None if candidates is None else torch.from_numpy(trie.allowed_nodes(candidates))
+    node_allowed = None if candidates is None else torch.from_numpy(trie.allowed_nodes(candidates)).to(examples.device)
     # Each call feeds one token per hypothesis and returns the log-probabilities (log-softmax over
     # the FULL vocabulary, as generate takes them) of the tokens that hypothesis may emit next.
     # step 0: <pad> -> <behaviour> (the only allowed token)
@@ -580,7 +583,7 @@ def _beam_search_batch(model, input_ids, attention_mask, trie, behaviour, start,
     scores, order = torch.sort(scores, dim=1, descending=True)
     nodes = torch.gather(nodes, 1, order)
     k = min(top_k, width)
-    scores, nodes = scores[:, :k].numpy(), nodes[:, :k].numpy()
+    scores, nodes = scores[:, :k].cpu().numpy(), nodes[:, :k].cpu().numpy()
     leaves = np.where(np.isneginf(scores), -1, nodes)
     items = np.full((n_ex, top_k), -1, dtype=np.int64)
     log_lik = np.full((n_ex, top_k), NEG_INF, dtype=np.float32)

@@ -90,7 +90,7 @@ class ItemTrie:
         self.n_children = np.concatenate(n_children).astype(np.int64)
         self.n_nodes = len(self.node_lo)
         self._child_dicts: dict[int, dict[int, int]] = {}
-        self._torch: dict[str, torch.Tensor] | None = None
+        self._torch: dict[torch.device, dict[str, torch.Tensor]] = {}  # per device
 
     # -- the slow, one-prefix-at-a-time interface (generate's prefix_allowed_tokens_fn) --
 
@@ -153,14 +153,14 @@ class ItemTrie:
         counts = np.cumsum(marks, axis=1)
         return (counts[:, self.node_hi] - counts[:, self.node_lo]) > 0
 
-    def _tensors(self) -> dict[str, torch.Tensor]:
-        if self._torch is None:
-            self._torch = {
-                "first_child": torch.from_numpy(self.first_child),
-                "n_children": torch.from_numpy(self.n_children),
-                "node_token": torch.from_numpy(np.maximum(self.node_token, 0)),
+    def _tensors(self, device: torch.device) -> dict[str, torch.Tensor]:
+        if device not in self._torch:
+            self._torch[device] = {
+                "first_child": torch.from_numpy(self.first_child).to(device),
+                "n_children": torch.from_numpy(self.n_children).to(device),
+                "node_token": torch.from_numpy(np.maximum(self.node_token, 0)).to(device),
             }
-        return self._torch
+        return self._torch[device]
 
     def children(self, nodes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Batched child look-up: for nodes of any shape ``S``, ``(child_ids, tokens, valid)`` of shape ``S + [C]``.
@@ -168,7 +168,7 @@ class ItemTrie:
         ``C`` is the largest child count among ``nodes``; padding slots have
         ``valid == False`` (their ids/tokens are placeholders, 0).
         """
-        t = self._tensors()
+        t = self._tensors(nodes.device)
         count = t["n_children"][nodes]
         width = int(count.max()) if count.numel() else 0
         slot = torch.arange(width)
