@@ -150,9 +150,9 @@ class TaskMix:
         return TaskMix({f: w for f, w in self.weights.items() if f in families})
 
 
-def identifier(ids: ItemIdentifiers, item: int, kind: str) -> str:
-    """An item's ID as text: behaviour token + identifier tokens, no spaces."""
-    if kind == "rec":
+def identifier(ids: ItemIdentifiers, item: int, task: str) -> str:
+    """An item's ID for a task (``rec`` or ``search``) as text: behaviour token + identifier tokens, no spaces."""
+    if task == "rec":
         return REC_TOKEN + "".join(ids.collaborative[item])
     return SRC_TOKEN + "".join(ids.semantic[item])
 
