@@ -92,6 +92,21 @@ def test_two_rank_cli_run_writes_metrics_equal_to_one_process_evaluation(two_ran
 
 
 @pytest.mark.slow
+def test_two_rank_ablation_writes_once_and_scores_as_the_train_command(two_rank_run):
+    """The ablation under torchrun (GenSAR, whose T5 the train command cached): both ranks evaluate,
+    the main one alone writes, and GenSAR's metrics equal the train command's metrics.json."""
+    root, _, _ = two_rank_run
+    done = _run(["cli", "0", "ablation", "--dataset", "synthetic", "--profile", "tiny", "--methods", "gensar",
+                 "--out", str(root / "ablation")], root / "cache")
+    wrote = [line for line in done.stdout.splitlines() if line.startswith("wrote ")]
+    assert any(line.endswith("ablation.json") for line in wrote) and len(wrote) == len(set(wrote))
+    runs = json.loads((root / "ablation" / "ablation.json").read_text())["runs"]
+    gensar = [r for r in runs if r["method"] == "gensar"]
+    assert len(gensar) == 1
+    assert gensar[0]["metrics"] == json.loads((root / "two" / "metrics.json").read_text())["metrics"]
+
+
+@pytest.mark.slow
 def test_sigkill_of_a_two_rank_run_then_restart_resumes(two_rank_run, tmp_path):
     """A SIGKILL of the launcher and both ranks after a mid-run checkpoint; the restart resumes from it
     and ends with the uninterrupted run's metrics."""
