@@ -15,10 +15,15 @@ checkpoint criterion), and its best checkpoint is scored on the test users (samp
 ranking). The x axis is the cumulative training time of each validation round (validation
 excluded), so candidates of different speed compare at the same wall-clock budget.
 
+A candidate may also replace the identifiers (its ``identifiers`` entry names a file committed in
+``benchmarks/data``): "small profile + identifiers before issue 11" trains today's recipe on the GenSAR
+identifiers the suite made before issue 11 changed the RQ-VAE (README, "Identifiers downstream";
+``--name identifiers_downstream`` keeps that comparison in its own files).
+
 ``--jobs 2`` trains two candidates at once, each in its own process with ``--threads`` threads:
 on the 2-core machine that halves the time of a sweep, and every candidate sees the same load, so
 the curves compare fairly with each other (not with a quiet-machine run). Writes
-``figures/05_t5_training/budget_curves_<dataset>.{png,csv}`` and ``budget_curves_<dataset>.json``
+``figures/05_t5_training/<name>_<dataset>.{png,csv}`` and ``<name>_<dataset>.json``
 (histories, test metrics, provenance).
 """
 from __future__ import annotations
@@ -53,6 +58,10 @@ def profile_values(keys) -> dict[str, Any]:
 
 
 SMALL_RECIPE = profile_values(PAPER_STYLE)  # today's profile: it undoes every PAPER_STYLE field
+# A candidate's "identifiers" entry names a committed identifier file, benchmarks/data/identifiers_<name>_<dataset>.json
+# (made by an earlier commit, named in its "provenance"); without it, the profile's own GenSAR identifiers.
+IDS = "identifiers"
+IDS_DIR = Path(__file__).resolve().parent / "data"
 # name -> {"section.field": value} overrides of PAPER_STYLE on the small profile
 CANDIDATES: dict[str, dict[str, Any]] = {
     "baseline": {},
@@ -71,6 +80,8 @@ CANDIDATES: dict[str, dict[str, Any]] = {
                                                   "train.task_mix": (("NRIP", 1.0), ("NSIP", 1.0))},
     "small profile": SMALL_RECIPE,
     "small profile + lr 6e-3": {**SMALL_RECIPE, "train.lr": 6e-3},
+    # issue 11, part 4: today's recipe on the GenSAR identifiers the suite made before issue 11's RQ-VAE fix
+    "small profile + identifiers before issue 11": {**SMALL_RECIPE, IDS: "before_issue11"},
 }
 
 
@@ -79,10 +90,39 @@ def candidate_profile(name: str, steps: int, eval_every: int) -> Profile:
     profile = load_profile("small")
     sections: dict[str, dict[str, Any]] = {"train": {"max_steps": steps, "eval_every": eval_every}}
     for key, value in {**PAPER_STYLE, **CANDIDATES[name]}.items():
+        if key == IDS:
+            continue
         section, field = key.split(".")
         sections.setdefault(section, {})[field] = value
     return dataclasses.replace(profile, **{s: dataclasses.replace(getattr(profile, s), **f)
                                            for s, f in sections.items()})
+
+
+def identifiers_path(name: str, dataset: str) -> Path:
+    """The committed identifier file of a candidate's ``identifiers`` entry."""
+    return IDS_DIR / f"identifiers_{name}_{dataset}.json"
+
+
+def committed_identifiers(name: str, prepared, profile: Profile):
+    """GenSAR identifiers read from a committed file; every item of the prepared data must have one."""
+    from gensar_lib.config import ConfigError
+    from gensar_lib.identifiers import from_json
+
+    path = identifiers_path(name, dataset_name(prepared.dataset.name))
+    if not path.exists():
+        raise ConfigError(f"{path}: no committed identifiers {name!r} for this dataset")
+    table = json.loads(path.read_text())["identifiers"]
+    items = [item.id for item in prepared.dataset.items]
+    missing = [item for item in items if item not in table]
+    if missing:
+        raise ConfigError(f"{path}: field 'identifiers' has no entry for item {missing[0]!r} "
+                          f"({len(missing)} items missing)")
+    return from_json({item: table[item] for item in items}, profile.quantize.codebook_size)
+
+
+def dataset_name(spec: str) -> str:
+    """``office`` for an Amazon Office folder or name, else the folder's (or ``synthetic``'s) name."""
+    return "office" if "office" in spec.lower() else Path(spec).name
 
 
 def run_candidate(name: str, spec: str, steps: int, eval_every: int) -> dict[str, Any]:
@@ -93,14 +133,17 @@ def run_candidate(name: str, spec: str, steps: int, eval_every: int) -> dict[str
 
     profile = candidate_profile(name, steps, eval_every)
     prepared = prepare_data(spec, profile)
-    ids = all_identifiers(prepared, profile, kinds=("gensar",), progress=False)["gensar"].ids
+    if IDS in CANDIDATES[name]:
+        ids = committed_identifiers(CANDIDATES[name][IDS], prepared, profile)
+    else:
+        ids = all_identifiers(prepared, profile, kinds=("gensar",), progress=False)["gensar"].ids
     gen = train_generative(prepared, ids, profile, progress=False)
     cases, candidates = held_out(prepared, profile)
     return {"candidate": name, "overrides": CANDIDATES[name], "history": gen.history,
             "test": evaluate_generative(gen, cases, candidates, profile), "t5_folder": str(gen.folder)}
 
 
-def plot(results: list[dict[str, Any]], dataset: str, out: Path) -> Path:
+def plot(results: list[dict[str, Any]], dataset: str, out: Path, stem: str = "budget_curves") -> Path:
     """One figure: validation score against training minutes, a line per candidate."""
     import matplotlib.pyplot as plt
     import pandas as pd
@@ -118,7 +161,7 @@ def plot(results: list[dict[str, Any]], dataset: str, out: Path) -> Path:
     ax.set(xlabel="training minutes (validation excluded)", ylabel="validation mean NDCG@5",
            title=f"Budget curves, small profile, {dataset}")
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside the curves, never over them
-    return save_fig(fig, "05_t5_training", f"budget_curves_{dataset}", frame, root=out)
+    return save_fig(fig, "05_t5_training", f"{stem}_{dataset}", frame, root=out)
 
 
 def main() -> None:
@@ -132,6 +175,7 @@ def main() -> None:
     p.add_argument("--out", default=str(REPO_ROOT / "figures"))
     p.add_argument("--merge", nargs="*", default=[], help="JSON files of earlier sweeps to draw in the same figure")
     p.add_argument("--label", default=None, help="a name for this sweep in later merges")
+    p.add_argument("--name", default="budget_curves", help="file stem of the figure and JSON (<name>_<dataset>)")
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)  # one candidate, result JSON on stdout
     args = p.parse_args()
     import torch
@@ -145,7 +189,7 @@ def main() -> None:
     unknown = [n for n in names if n not in CANDIDATES]
     if unknown:
         sys.exit(f"error: unknown candidates {unknown}; choose from {list(CANDIDATES)}")
-    dataset = "office" if "office" in args.dataset.lower() else Path(args.dataset).name
+    dataset = dataset_name(args.dataset)
     start, load = time.time(), os.getloadavg()
     results: list[dict[str, Any]] = []
     pending = list(names)
@@ -174,14 +218,15 @@ def main() -> None:
         results += [{**r, "candidate": f"{earlier.get('label', Path(path).stem)}: {r['candidate']}"}
                     for r in earlier["results"]]
     out = Path(args.out)
-    png = plot(results, dataset, out)
+    png = plot(results, dataset, out, args.name)
     report = {"label": args.label, "dataset": args.dataset, "steps": args.steps, "eval_every": args.eval_every, "jobs": args.jobs,
               "threads": threads, "load_before": load, "wall_seconds": time.time() - start,
               "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": platform.platform(),
               "cpus": os.cpu_count(), "results": results}
-    from gensar_lib.artifacts import write_json
+    from gensar_lib.artifacts import code_fingerprint, write_json
 
-    print(f"wrote {png} and {write_json(out / '05_t5_training' / f'budget_curves_{dataset}.json', report)}")
+    report["code"] = code_fingerprint(REPO_ROOT / "gensar_lib")
+    print(f"wrote {png} and {write_json(out / '05_t5_training' / f'{args.name}_{dataset}.json', report)}")
 
 
 if __name__ == "__main__":

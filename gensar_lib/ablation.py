@@ -349,6 +349,28 @@ def reproduction(now: AblationResult, committed: AblationResult) -> pd.DataFrame
 # ---------------------------------------------------------------------------
 
 
+def downstream_path(dataset: str, suffix: str = "json") -> Path:
+    """Where ``benchmarks/budget_curves.py --name identifiers_downstream`` writes a dataset's comparison."""
+    return REPO_ROOT / "figures" / "05_t5_training" / f"identifiers_downstream_{dataset.lower()}.{suffix}"
+
+
+def downstream_frame(dataset: str) -> pd.DataFrame | None:
+    """The identifiers downstream (notebook 06, section 6; issue 11): GenSAR trained with the same recipe and
+    budget on the GenSAR identifiers from before issue 11's RQ-VAE change and on today's. A row per run: the best
+    validation score, when it was reached, and test HR@10 of each task and protocol; None when not measured."""
+    path = downstream_path(dataset)
+    if not path.exists():
+        return None
+    rows = []
+    for run in json.loads(path.read_text())["results"]:
+        best = max(run["history"], key=lambda h: h["val_score"])
+        rows.append({"run": run["candidate"], "best validation NDCG@5": best["val_score"],
+                     "at minute": best["train_seconds"] / 60, "step": best["step"],
+                     **{f"{task} {protocol} HR@10": run["test"][task][protocol]["HR@10"]
+                        for task in ("rec", "search") for protocol in ("sampled", "full")}})
+    return pd.DataFrame(rows).set_index("run")
+
+
 def long_frame(runs: list[dict[str, Any]]) -> pd.DataFrame:
     """One row per method, seed, task, protocol and metric."""
     rows = [{"method": r["method"], "family": r["family"], "seed": r["seed"], "task": task, "protocol": protocol,

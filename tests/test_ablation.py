@@ -216,3 +216,22 @@ def test_ablation_cli_rejects_bad_arguments(tmp_path, capsys):
     assert "unknown ablation method 'nope'" in capsys.readouterr().err
     assert main(["ablation", "--profile", "tiny", "--seeds", "0", "--out", str(tmp_path)]) == 2
     assert not (tmp_path / "ablation.json").exists()
+
+
+def test_downstream_frame_reads_the_budget_curve_comparison(tmp_path, monkeypatch):
+    test = {task: {p: {"HR@10": h} for p, h in (("sampled", 0.4 + d), ("full", 0.2 + d))}
+            for task, d in (("rec", 0.0), ("search", 0.05))}
+    runs = [{"candidate": name, "test": test,
+             "history": [{"val_score": v, "train_seconds": 60.0 * (i + 1), "step": 800 * (i + 1)}
+                         for i, v in enumerate(vals)]}
+            for name, vals in (("small profile", [0.1, 0.3, 0.2]), ("before", [0.05, 0.1, 0.15]))]
+    path = tmp_path / "identifiers_downstream_synthetic.json"
+    monkeypatch.setattr(ablation, "downstream_path", lambda dataset: tmp_path / f"identifiers_downstream_{dataset.lower()}.json")
+    assert ablation.downstream_frame("synthetic") is None
+    path.write_text(json.dumps({"results": runs}))
+    frame = ablation.downstream_frame("Synthetic")
+    assert list(frame.index) == ["small profile", "before"]
+    assert frame.loc["small profile", "best validation NDCG@5"] == 0.3 and frame.loc["small profile", "step"] == 1600
+    assert frame.loc["before", "at minute"] == 3.0
+    assert frame.loc["before", "search full HR@10"] == pytest.approx(0.25)
+    assert ablation.downstream_path("Office").name == "identifiers_downstream_office.json"

@@ -1,0 +1,47 @@
+"""benchmarks/budget_curves.py: candidates that replace the identifiers with a committed file (issue 11, part 4)."""
+import importlib.util
+import json
+
+import pytest
+
+from gensar_lib.config import REPO_ROOT, ConfigError, load_profile
+from gensar_lib.identifiers import joint_identifiers, to_json
+
+spec = importlib.util.spec_from_file_location("budget_curves", REPO_ROOT / "benchmarks" / "budget_curves.py")
+budget_curves = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(budget_curves)
+
+
+def _ids(prepared, profile, shift=0):
+    import numpy as np
+
+    q, n = profile.quantize, prepared.dataset.n_items
+    codes = (np.arange(n)[:, None] * np.arange(1, 7)[None, :] + shift) % q.codebook_size
+    return joint_identifiers(codes[:, :2], codes[:, 2:4], codes[:, 4:], q.codebook_size,
+                             item_ids=[it.id for it in prepared.dataset.items])
+
+
+def test_a_committed_identifier_file_is_read_back_for_every_item(tiny_prepared, tmp_path, monkeypatch):
+    profile = load_profile("tiny")
+    ids = _ids(tiny_prepared, profile)
+    table = to_json(ids)
+    shuffled = dict(reversed(list(table.items())))  # the file's order does not matter
+    monkeypatch.setattr(budget_curves, "IDS_DIR", tmp_path)
+    path = budget_curves.identifiers_path("old", "synthetic")
+    path.write_text(json.dumps({"provenance": {"commit": "abc"}, "identifiers": shuffled}))
+    back = budget_curves.committed_identifiers("old", tiny_prepared, profile)
+    assert back.item_ids == ids.item_ids and back.semantic == ids.semantic
+    assert back.collaborative == ids.collaborative and set(back.vocabulary) == set(ids.vocabulary)
+    first = ids.item_ids[0]
+    del shuffled[first]
+    path.write_text(json.dumps({"identifiers": shuffled}))
+    with pytest.raises(ConfigError, match=f"identifiers.*{first}"):
+        budget_curves.committed_identifiers("old", tiny_prepared, profile)
+    with pytest.raises(ConfigError, match="no committed identifiers 'other'"):
+        budget_curves.committed_identifiers("other", tiny_prepared, profile)
+
+
+def test_the_identifier_entry_is_no_profile_field():
+    name = "small profile + identifiers before issue 11"
+    assert budget_curves.candidate_profile(name, 3200, 800) == budget_curves.candidate_profile("small profile", 3200, 800)
+    assert budget_curves.identifiers_path("before_issue11", "office").parent == REPO_ROOT / "benchmarks" / "data"
