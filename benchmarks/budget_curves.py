@@ -225,7 +225,10 @@ def main() -> None:
               "cpus": os.cpu_count(), "results": results}
     from gensar_lib.artifacts import code_fingerprint, write_json
 
+    from gensar_lib.config import fingerprint
+
     report["code"] = code_fingerprint(REPO_ROOT / "gensar_lib")
+    report["profile_key"] = fingerprint(load_profile("small"))  # the profile every candidate starts from
     print(f"wrote {png} and {write_json(out / '05_t5_training' / f'{args.name}_{dataset}.json', report)}")
 
 

@@ -354,15 +354,22 @@ def downstream_path(dataset: str, suffix: str = "json") -> Path:
     return REPO_ROOT / "figures" / "05_t5_training" / f"identifiers_downstream_{dataset.lower()}.{suffix}"
 
 
-def downstream_frame(dataset: str) -> pd.DataFrame | None:
-    """The identifiers downstream (notebook 06, section 6; issue 11): GenSAR trained with the same recipe and
+def downstream_frame(dataset: str, profile: Profile) -> pd.DataFrame | None:
+    """The identifiers downstream (notebook 06, section 9; issue 11): GenSAR trained with the same recipe and
     budget on the GenSAR identifiers from before issue 11's RQ-VAE change and on today's. A row per run: the best
-    validation score, when it was reached, and test HR@10 of each task and protocol; None when not measured."""
+    validation score, when it was reached, and test HR@10 of each task and protocol. None (with a warning) when
+    not measured, or measured with other values of ``profile`` (the small profile, which the runs start from)."""
     path = downstream_path(dataset)
     if not path.exists():
+        warnings.warn(f"no identifiers-downstream comparison at {path}", stacklevel=2)
+        return None
+    report = json.loads(path.read_text())
+    if report.get("profile_key") != fingerprint(profile):
+        warnings.warn(f"{path}: field 'profile_key' = {report.get('profile_key')!r}, but profile {profile.name!r} is "
+                      f"now {fingerprint(profile)!r}: not shown", stacklevel=2)
         return None
     rows = []
-    for run in json.loads(path.read_text())["results"]:
+    for run in report["results"]:
         best = max(run["history"], key=lambda h: h["val_score"])
         rows.append({"run": run["candidate"], "best validation NDCG@5": best["val_score"],
                      "at minute": best["train_seconds"] / 60, "step": best["step"],

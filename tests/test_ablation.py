@@ -227,9 +227,14 @@ def test_downstream_frame_reads_the_budget_curve_comparison(tmp_path, monkeypatc
             for name, vals in (("small profile", [0.1, 0.3, 0.2]), ("before", [0.05, 0.1, 0.15]))]
     path = tmp_path / "identifiers_downstream_synthetic.json"
     monkeypatch.setattr(ablation, "downstream_path", lambda dataset: tmp_path / f"identifiers_downstream_{dataset.lower()}.json")
-    assert ablation.downstream_frame("synthetic") is None
-    path.write_text(json.dumps({"results": runs}))
-    frame = ablation.downstream_frame("Synthetic")
+    small = load_profile("small")
+    with pytest.warns(UserWarning, match="no identifiers-downstream comparison"):
+        assert ablation.downstream_frame("synthetic", small) is None
+    path.write_text(json.dumps({"results": runs, "profile_key": fingerprint(TINY)}))
+    with pytest.warns(UserWarning, match="profile_key.*not shown"):
+        assert ablation.downstream_frame("synthetic", small) is None
+    path.write_text(json.dumps({"results": runs, "profile_key": fingerprint(small)}))
+    frame = ablation.downstream_frame("Synthetic", small)
     assert list(frame.index) == ["small profile", "before"]
     assert frame.loc["small profile", "best validation NDCG@5"] == 0.3 and frame.loc["small profile", "step"] == 1600
     assert frame.loc["before", "at minute"] == 3.0
