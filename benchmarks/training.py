@@ -24,7 +24,9 @@ Both train the same fresh model from the same weights, alternately (ABAB...) so 
 hit both alike. Reported: examples/s, and tokens/s counted as real (non-padding) source + target
 tokens and as padded tokens. The padding cut is exact: the same batch padded to its own longest
 row and padded 40 columns wider gives the same loss at the same weights (printed, eval mode).
-The last line is ``speedup: <now examples/s / before examples/s>``.
+One lever is timed on its own: PyTorch's fused attention (SDPA, the default of transformers for T5)
+against the eager attention, same weights and batches. The last line is
+``speedup: <now examples/s / before examples/s>``.
 """
 from __future__ import annotations
 
@@ -150,8 +152,31 @@ def main() -> None:
     for name, (seconds, examples, real, padded) in totals.items():
         print(f"{name:<7} {examples / seconds:7.1f} examples/s  {real / seconds:9.0f} real tokens/s  "
               f"{padded / seconds:9.0f} padded tokens/s  ({padded / examples:.1f} padded tokens per example)")
+    attention_lever(model, start_state, now_batches[:args.batches + 2], now_step)
     ratio = (totals["now"][1] / totals["now"][0]) / (totals["before"][1] / totals["before"][0])
     print(f"speedup: {ratio:.2f}")
+
+
+def attention_lever(model, start_state, batches, step) -> None:
+    """PyTorch's fused attention (SDPA, transformers' default for T5) against the eager matmul-softmax attention:
+    the loss of the same batch at the same weights, and examples/s of the now step (alternating blocks)."""
+    from gensar_lib.generative import response_loss
+
+    losses, speed = {}, {}
+    for block in range(2):
+        for impl in ("sdpa", "eager"):
+            model.set_attn_implementation(impl)
+            model.load_state_dict(start_state)
+            with torch.no_grad():
+                losses[impl] = float(response_loss(model.eval(), batches[0]))
+            model.train()
+            timed(step, batches[:2])  # warm-up
+            seconds, examples, _, _ = timed(step, batches[2:])
+            speed[impl] = speed.get(impl, 0.0) + examples / seconds / 2
+    model.set_attn_implementation("sdpa")
+    print(f"attention: sdpa {speed['sdpa']:.1f} examples/s, eager {speed['eager']:.1f} "
+          f"(sdpa / eager {speed['sdpa'] / speed['eager']:.2f}); same batch and weights, loss difference "
+          f"{abs(losses['sdpa'] - losses['eager']):.1e}")
 
 
 if __name__ == "__main__":
