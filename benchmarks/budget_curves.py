@@ -41,7 +41,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from gensar_lib.config import REPO_ROOT, Profile, load_profile  # noqa: E402
+from gensar_lib.config import REPO_ROOT, Profile, fingerprint, load_profile  # noqa: E402
 
 OFFICE_DIR = REPO_ROOT.parent / "shared" / "data" / "amazon-office"
 
@@ -224,8 +224,6 @@ def main() -> None:
               "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": platform.platform(),
               "cpus": os.cpu_count(), "results": results}
     from gensar_lib.artifacts import code_fingerprint, write_json
-
-    from gensar_lib.config import fingerprint
 
     report["code"] = code_fingerprint(REPO_ROOT / "gensar_lib")
     report["profile_key"] = fingerprint(load_profile("small"))  # the profile every candidate starts from

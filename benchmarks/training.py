@@ -167,9 +167,10 @@ def attention_lever(model, start_state, batches, step) -> None:
         for impl in ("sdpa", "eager"):
             model.set_attn_implementation(impl)
             model.load_state_dict(start_state)
-            with torch.no_grad():
-                losses[impl] = float(response_loss(model.eval(), batches[0]))
-            model.train()
+            if block == 0:  # the loss once per implementation, at the start weights
+                with torch.no_grad():
+                    losses[impl] = float(response_loss(model.eval(), batches[0]))
+                model.train()
             timed(step, batches[:2])  # warm-up
             seconds, examples, _, _ = timed(step, batches[2:])
             speed[impl] = speed.get(impl, 0.0) + examples / seconds / 2
