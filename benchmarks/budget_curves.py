@@ -108,7 +108,9 @@ def committed_identifiers(name: str, prepared, profile: Profile):
     from gensar_lib.config import ConfigError
     from gensar_lib.identifiers import from_json
 
-    path = identifiers_path(name, dataset_name(prepared.dataset.name))
+    from gensar_lib.ablation import dataset_stem
+
+    path = identifiers_path(name, dataset_stem(prepared.dataset.name))
     if not path.exists():
         raise ConfigError(f"{path}: no committed identifiers {name!r} for this dataset")
     table = json.loads(path.read_text())["identifiers"]
@@ -118,11 +120,6 @@ def committed_identifiers(name: str, prepared, profile: Profile):
         raise ConfigError(f"{path}: field 'identifiers' has no entry for item {missing[0]!r} "
                           f"({len(missing)} items missing)")
     return from_json({item: table[item] for item in items}, profile.quantize.codebook_size)
-
-
-def dataset_name(spec: str) -> str:
-    """``office`` for an Amazon Office folder or name, else the folder's (or ``synthetic``'s) name."""
-    return "office" if "office" in spec.lower() else Path(spec).name
 
 
 def run_candidate(name: str, spec: str, steps: int, eval_every: int) -> dict[str, Any]:
@@ -139,7 +136,7 @@ def run_candidate(name: str, spec: str, steps: int, eval_every: int) -> dict[str
         ids = all_identifiers(prepared, profile, kinds=("gensar",), progress=False)["gensar"].ids
     gen = train_generative(prepared, ids, profile, progress=False)
     cases, candidates = held_out(prepared, profile)
-    return {"candidate": name, "overrides": CANDIDATES[name], "history": gen.history,
+    return {"candidate": name, "dataset": prepared.dataset.name, "overrides": CANDIDATES[name], "history": gen.history,
             "test": evaluate_generative(gen, cases, candidates, profile), "t5_folder": str(gen.folder)}
 
 
@@ -189,7 +186,6 @@ def main() -> None:
     unknown = [n for n in names if n not in CANDIDATES]
     if unknown:
         sys.exit(f"error: unknown candidates {unknown}; choose from {list(CANDIDATES)}")
-    dataset = dataset_name(args.dataset)
     start, load = time.time(), os.getloadavg()
     results: list[dict[str, Any]] = []
     pending = list(names)
@@ -213,6 +209,11 @@ def main() -> None:
                   f"(step {best['step']}); test HR@10 sampled rec {test['rec']['sampled']['HR@10']:.3f} "
                   f"search {test['search']['sampled']['HR@10']:.3f}; full rec {test['rec']['full']['HR@10']:.3f} "
                   f"search {test['search']['full']['HR@10']:.3f}", flush=True)
+    if not results:
+        sys.exit("error: every candidate failed; nothing to plot")
+    from gensar_lib.ablation import dataset_stem
+
+    dataset = dataset_stem(results[0]["dataset"])  # the name notebook 06 reads back (ablation.downstream_path)
     for path in args.merge:  # earlier sweeps drawn in the same figure, their names prefixed
         earlier = json.loads(Path(path).read_text())
         results += [{**r, "candidate": f"{earlier.get('label', Path(path).stem)}: {r['candidate']}"}

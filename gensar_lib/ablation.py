@@ -284,9 +284,14 @@ def run_ablation(prepared: PreparedData, profile: Profile, seeds: int = 1, metho
     return AblationResult(prepared.dataset.name, profile.name, runs, grid, structure, fingerprint(profile))
 
 
+def dataset_stem(dataset: str) -> str:
+    """A dataset's name as it appears in committed file names (``Office`` -> ``office``)."""
+    return dataset.lower()
+
+
 def committed_path(dataset: str, profile: str) -> Path:
     """Where the committed results of a dataset and profile live (the CLI's ``--commit`` writes them)."""
-    return COMMITTED / f"ablation_{dataset.lower()}_{profile}.json"
+    return COMMITTED / f"ablation_{dataset_stem(dataset)}_{profile}.json"
 
 
 def from_dict(report: dict[str, Any]) -> AblationResult:
@@ -351,7 +356,7 @@ def reproduction(now: AblationResult, committed: AblationResult) -> pd.DataFrame
 
 def downstream_path(dataset: str, suffix: str = "json") -> Path:
     """Where ``benchmarks/budget_curves.py --name identifiers_downstream`` writes a dataset's comparison."""
-    return REPO_ROOT / "figures" / "05_t5_training" / f"identifiers_downstream_{dataset.lower()}.{suffix}"
+    return REPO_ROOT / "figures" / "05_t5_training" / f"identifiers_downstream_{dataset_stem(dataset)}.{suffix}"
 
 
 def downstream_frame(dataset: str, profile: Profile) -> pd.DataFrame | None:

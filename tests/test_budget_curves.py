@@ -45,3 +45,37 @@ def test_the_identifier_entry_is_no_profile_field():
     name = "small profile + identifiers before issue 11"
     assert budget_curves.candidate_profile(name, 3200, 800) == budget_curves.candidate_profile("small profile", 3200, 800)
     assert budget_curves.identifiers_path("before_issue11", "office").parent == REPO_ROOT / "benchmarks" / "data"
+
+
+def test_the_comparison_is_written_where_notebook_06_reads_it(tmp_path, monkeypatch):
+    """The writer names the file after the dataset's own name, as ``ablation.downstream_path`` does, even when
+    the folder is named otherwise (``amazon-beauty`` holds the dataset ``Beauty``)."""
+    import sys
+
+    import torch
+
+    from gensar_lib import ablation
+
+    history = [{"train_seconds": 60.0, "step": 10, "epoch": 0, "val_score": 0.1, "train_loss": 2.0}]
+    test = {task: {protocol: {"HR@10": 0.1} for protocol in ("sampled", "full")} for task in ("rec", "search")}
+    line = json.dumps({"candidate": "small profile", "dataset": "Beauty", "overrides": {}, "history": history,
+                       "test": test})
+
+    popen = budget_curves.subprocess.Popen
+
+    class Worker:  # stands in for the worker process (it prints its result as the last line); other commands run
+        returncode = 0
+
+        def __new__(cls, args, **kwargs):
+            return super().__new__(cls) if "--worker" in args else popen(args, **kwargs)
+
+        def communicate(self):
+            return f"training...\n{line}\n", None
+
+    monkeypatch.setattr(budget_curves.subprocess, "Popen", Worker)
+    monkeypatch.setattr(sys, "argv", ["budget_curves.py", "--dataset", str(tmp_path / "amazon-beauty"),
+                                      "--candidates", "small profile", "--out", str(tmp_path),
+                                      "--name", "identifiers_downstream", "--threads", str(torch.get_num_threads())])
+    budget_curves.main()
+    written = json.loads((tmp_path / "05_t5_training" / ablation.downstream_path("Beauty").name).read_text())
+    assert written["results"][0]["dataset"] == "Beauty"
