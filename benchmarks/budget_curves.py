@@ -80,6 +80,8 @@ CANDIDATES: dict[str, dict[str, Any]] = {
                                                   "train.task_mix": (("NRIP", 1.0), ("NSIP", 1.0))},
     "small profile": SMALL_RECIPE,
     "small profile + lr 6e-3": {**SMALL_RECIPE, "train.lr": 6e-3},
+    # identifier-token embeddings from the RQ-VAE codebook vectors (generative.init_identifier_embeddings)
+    "small profile + codebook init": {**SMALL_RECIPE, "model.identifier_init": "codebook"},
     # issue 11, part 4: today's recipe on the GenSAR identifiers the suite made before issue 11's RQ-VAE fix
     "small profile + identifiers before issue 11": {**SMALL_RECIPE, IDS: "before_issue11"},
 }
@@ -130,11 +132,12 @@ def run_candidate(name: str, spec: str, steps: int, eval_every: int) -> dict[str
 
     profile = candidate_profile(name, steps, eval_every)
     prepared = prepare_data(spec, profile)
-    if IDS in CANDIDATES[name]:
-        ids = committed_identifiers(CANDIDATES[name][IDS], prepared, profile)
+    if IDS in CANDIDATES[name]:  # a committed file holds identifiers, not codebook vectors
+        ids, vectors = committed_identifiers(CANDIDATES[name][IDS], prepared, profile), None
     else:
-        ids = all_identifiers(prepared, profile, kinds=("gensar",), progress=False)["gensar"].ids
-    gen = train_generative(prepared, ids, profile, progress=False)
+        gensar = all_identifiers(prepared, profile, kinds=("gensar",), progress=False)["gensar"]
+        ids, vectors = gensar.ids, gensar.vectors
+    gen = train_generative(prepared, ids, profile, progress=False, vectors=vectors)
     cases, candidates = held_out(prepared, profile)
     return {"candidate": name, "dataset": prepared.dataset.name, "overrides": CANDIDATES[name], "history": gen.history,
             "test": evaluate_generative(gen, cases, candidates, profile), "t5_folder": str(gen.folder)}

@@ -63,8 +63,8 @@ def _train(args: argparse.Namespace) -> None:
 
     profile = load_profile(args.profile)
     prepared = prepare_data(args.dataset, profile)
-    ids = all_identifiers(prepared, profile, kinds=("gensar",))["gensar"].ids
-    gen = train_generative(prepared, ids, profile)
+    gensar = all_identifiers(prepared, profile, kinds=("gensar",))["gensar"]
+    gen = train_generative(prepared, gensar.ids, profile, vectors=gensar.vectors)
     cases, candidates = held_out(prepared, profile)
     metrics = evaluate_generative(gen, cases, candidates, profile)
     device, state = resolve_device(profile.device), processes()
@@ -144,7 +144,8 @@ def _predict(args: argparse.Namespace) -> None:
         raise ConfigError(f"--user {args.user!r}: no such user in dataset {ds.name!r} "
                           f"({len(ds.users)} users, e.g. {ds.users[0]!r})")
     history = ds.sequences[ds.users.index(args.user)]
-    gen = train_generative(prepared, all_identifiers(prepared, profile, kinds=("gensar",))["gensar"].ids, profile)
+    gensar = all_identifiers(prepared, profile, kinds=("gensar",))["gensar"]
+    gen = train_generative(prepared, gensar.ids, profile, vectors=gensar.vectors)
     items = (recommend(gen, history, profile, args.k) if args.query is None
              else search(gen, history, args.query, profile, args.k))
     what = "recommendations" if args.query is None else f"search {args.query!r}"

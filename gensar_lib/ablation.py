@@ -111,6 +111,7 @@ class VariantIdentifiers:
 
     ids: ItemIdentifiers
     collisions: list[dict]
+    vectors: dict[str, np.ndarray] | None = None  # each token's codebook vector; random IDs have none
 
 
 def _handling_rows(method: str, res: Identifiers, names: tuple[str, ...]) -> list[dict]:
@@ -135,14 +136,15 @@ def _separate_variant(method: str, prepared: PreparedData, profile: Profile, cac
     res = all_identifiers(prepared, profile, ("semantic", "collaborative"), cache=cache, progress=progress)
     rows = (_handling_rows(method, res["semantic"], ("semantic",))
             + _handling_rows(method, res["collaborative"], ("collaborative",)))
-    return VariantIdentifiers(separate_identifiers(res["semantic"].ids, res["collaborative"].ids), rows)
+    return VariantIdentifiers(separate_identifiers(res["semantic"].ids, res["collaborative"].ids), rows,
+                              {**res["semantic"].vectors, **res["collaborative"].vectors})
 
 
 def _rqvae_variant(kind: str) -> Callable[..., VariantIdentifiers]:
     def make(method: str, prepared: PreparedData, profile: Profile, cache: ArtifactCache | None,
              progress: bool) -> VariantIdentifiers:
         res = all_identifiers(prepared, profile, (kind,), cache=cache, progress=progress)[kind]
-        return VariantIdentifiers(res.ids, _handling_rows(method, res, ("semantic", "collaborative")))
+        return VariantIdentifiers(res.ids, _handling_rows(method, res, ("semantic", "collaborative")), res.vectors)
     return make
 
 
@@ -187,7 +189,7 @@ def run_method(method: str, prepared: PreparedData, profile: Profile, seed: int,
 
     def make() -> dict[str, Any]:
         start = time.perf_counter()
-        gen = train_generative(prepared, variant.ids, prof, cache, progress)
+        gen = train_generative(prepared, variant.ids, prof, cache, progress, variant.vectors)
         metrics = evaluate_generative(gen, cases, candidates, prof)
         return {"metrics": metrics, "best_epoch": max((h["epoch"] for h in gen.history if h["best"]), default=None),
                 "train_seconds": sum(h["seconds"] for h in gen.history),
@@ -269,6 +271,9 @@ def run_ablation(prepared: PreparedData, profile: Profile, seeds: int = 1, metho
     plan = [(m, s) for m in methods for s in seeds_of(m, profile, seeds, all_seeds)]
     for method in methods:  # an impossible single-task mix fails before any training
         run_profile(profile, profile.seed, method)
+    if profile.model.identifier_init == "codebook" and "random" in methods:
+        raise ConfigError(f"impossible config: model.identifier_init = 'codebook' in profile {profile.name!r}, "
+                          "but random identifiers have no codebook (leave out the method 'random')")
     runs: list[dict[str, Any]] = []
     for i, (method, seed) in enumerate(plan, 1):
         if progress:

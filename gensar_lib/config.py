@@ -98,6 +98,12 @@ class QuantizeConfig:
     collision_rounds: int = 20
 
 
+# Field metadata: the field enters no key while it holds its default, so that adding an option whose default
+# is the old behaviour keeps every cache key and committed ``profile_key`` (config.fingerprint).
+KEYLESS_DEFAULT = {"keyless_default": True}
+IDENTIFIER_INITS = ("random", "codebook")  # ModelConfig.identifier_init
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """The T5 backbone; ``pretrained`` loads weights (name or folder), else a fresh T5Config."""
@@ -110,6 +116,9 @@ class ModelConfig:
     d_kv: int = 32
     vocab_size: int = 2000  # trained tokenizer size, identifier tokens come on top
     dropout_rate: float = 0.1  # T5 default; the same seed gives the same masks on CPU
+    # identifier-token embeddings: "random" (T5's initialisation) or "codebook" (from the RQ-VAE's codebook
+    # vectors: generative.init_identifier_embeddings, a departure); a budget-curve candidate, in no profile
+    identifier_init: str = field(default="random", metadata=KEYLESS_DEFAULT)
 
 
 @dataclass(frozen=True)
@@ -299,6 +308,7 @@ def check_profile(profile: Profile) -> None:
         ("data.synthetic.popularity_exponent", s.popularity_exponent, s.popularity_exponent >= 0.0),
         ("quantize.codebook_size", profile.quantize.codebook_size, profile.quantize.codebook_size >= 2),
         ("eval.beam_size", profile.eval.beam_size, profile.eval.beam_size >= 1),
+        ("model.identifier_init", profile.model.identifier_init, profile.model.identifier_init in IDENTIFIER_INITS),
     ]
     from gensar_lib.devices import check_device_setting  # late: both depend on this module
     from gensar_lib.instructions import PROMPT_STYLES, TASK_FAMILIES
@@ -321,11 +331,21 @@ def as_dict(obj: Any) -> Any:
     return json.loads(json.dumps(dataclasses.asdict(obj), sort_keys=True))
 
 
+def _key_view(obj: Any) -> Any:
+    """``dataclasses.asdict`` without the :data:`KEYLESS_DEFAULT` fields that hold their default."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: _key_view(getattr(obj, f.name)) for f in dataclasses.fields(obj)
+                if not (f.metadata.get("keyless_default") and getattr(obj, f.name) == f.default)}
+    if isinstance(obj, (list, tuple)):
+        return [_key_view(v) for v in obj]
+    return obj
+
+
 def _jsonable(obj: Any) -> Any:
     if isinstance(obj, Profile):  # where it runs changes no result beyond float tolerance: in no key
-        return {k: v for k, v in dataclasses.asdict(obj).items() if k != "device"}
+        return {k: v for k, v in _key_view(obj).items() if k != "device"}
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return dataclasses.asdict(obj)
+        return _key_view(obj)
     raise TypeError(f"cannot fingerprint a {type(obj).__name__}")
 
 

@@ -47,7 +47,7 @@ import random
 import re
 import shutil
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -67,6 +67,7 @@ if TYPE_CHECKING:
 PAD, EOS, UNK = "<pad>", "</s>", "<unk>"
 T5_SPECIALS: tuple[str, ...] = (PAD, EOS, UNK)  # ids 0, 1, 2 as in T5
 IDENTIFIER_PATTERN = re.compile(r"<(?:shared|semantic|collab)_[a-z]_\d+>|<dedup_\d+>")
+DEDUP_PATTERN = re.compile(r"<dedup_\d+>")
 LABEL_IGNORE = -100  # label value that cross-entropy skips (padding)
 BEST, LAST = "best", "last"
 STATE_FILE = "training_state.pt"
@@ -287,6 +288,62 @@ def build_model(cfg: ModelConfig, tokenizer: Tokenizer, seed: int = 0) -> Any:
         if len(tokenizer) > model.get_input_embeddings().num_embeddings:
             model.resize_token_embeddings(len(tokenizer))
     return model
+
+
+def check_vectors(ids: ItemIdentifiers, vectors: Mapping[str, np.ndarray] | None) -> None:
+    """Every identifier token the items use, de-duplication tokens aside, has a codebook vector (for
+    ``model.identifier_init = "codebook"``); else a :class:`~gensar_lib.config.ConfigError` naming one."""
+    if vectors is None:
+        raise ConfigError("model.identifier_init = 'codebook' needs the RQ-VAE's codebook vectors "
+                          "(train_generative(..., vectors=Identifiers.vectors)); none were given")
+    missing = sorted(t for t in ids.tokens_used() if t not in vectors and not DEDUP_PATTERN.fullmatch(t))
+    if missing:
+        raise ConfigError(f"model.identifier_init = 'codebook': no codebook vector for identifier token "
+                          f"{missing[0]!r} ({len(missing)} tokens without one)")
+
+
+def vectors_fingerprint(vectors: Mapping[str, np.ndarray]) -> str:
+    """A hash of token vectors, in token order (keys the T5 stage when they initialise it)."""
+    digest = hashlib.sha256()
+    for token in sorted(vectors):
+        digest.update(token.encode())
+        digest.update(np.ascontiguousarray(vectors[token], dtype=np.float32).tobytes())
+    return digest.hexdigest()[:16]
+
+
+@torch.no_grad()
+def init_identifier_embeddings(model: Any, tokenizer: Tokenizer, vectors: Mapping[str, np.ndarray],
+                               seed: int = 0) -> list[str]:
+    """Set the embedding of every identifier token in ``vectors`` from its RQ-VAE codebook vector
+    (``model.identifier_init = "codebook"``, a budget-curve candidate; notebook 05). Returns the tokens set.
+
+    Departure: the paper fine-tunes t5-small and gives the new identifier tokens fresh embeddings. Here the
+    codebook vectors of each token kind (one latent space: ``shared``, ``semantic``, ...) go through one
+    seeded Gaussian projection to ``d_model`` (which keeps their distances up to a common factor), each
+    level is centred and scaled so that its rows' mean norm equals that of the model's other embedding rows.
+    So codes that lie close in the RQ-VAE start close in the T5 (its output layer is tied to them). Tokens
+    without a vector (de-duplication tokens, any other token) keep T5's initialisation.
+    """
+    weight = model.get_input_embeddings().weight
+    rows = {t: tokenizer.convert_tokens_to_ids(t) for t in vectors}
+    rows = {t: r for t, r in rows.items() if r is not None and r != tokenizer.unk_token_id}
+    others = torch.ones(weight.shape[0], dtype=torch.bool)
+    others[list(rows.values())] = False
+    norm = weight[others].norm(dim=1).mean()
+    levels: dict[str, list[str]] = {}
+    for token in sorted(rows):
+        levels.setdefault(token.rsplit("_", 1)[0], []).append(token)  # "<shared_a_12>" -> "<shared_a"
+    generator = torch.Generator().manual_seed(seed)
+    projections: dict[str, torch.Tensor] = {}
+    for level in sorted(levels):
+        kind = level.rsplit("_", 1)[0]
+        block = torch.as_tensor(np.stack([vectors[t] for t in levels[level]]), dtype=torch.float32)
+        if kind not in projections:
+            projections[kind] = torch.randn(block.shape[1], weight.shape[1], generator=generator)
+        mapped = (block - block.mean(dim=0)) @ projections[kind]
+        mapped = mapped * (norm / mapped.norm(dim=1).mean().clamp_min(1e-12))
+        weight[[rows[t] for t in levels[level]]] = mapped.to(weight.dtype)
+    return sorted(rows)
 
 
 def count_parameters(model: torch.nn.Module) -> int:

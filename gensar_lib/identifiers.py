@@ -63,6 +63,12 @@ def make_token(kind: str, level: int, code: int) -> str:
     return f"<{kind}_{level_letter(level)}_{int(code)}>"
 
 
+def token_vectors(codebooks: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Each identifier token's codebook vector, from an RQ-VAE's ``codebooks()``: ``<shared_a_12>`` is row 12
+    of level ``shared_a`` (``generative.init_identifier_embeddings``; notebook 05)."""
+    return {f"<{level}_{code}>": vectors[code] for level, vectors in codebooks.items() for code in range(len(vectors))}
+
+
 def dedup_token(k: int) -> str:
     """``dedup_token(3) == "<dedup_3>"`` (TIGER's de-duplication code)."""
     return f"<dedup_{int(k)}>"

@@ -19,9 +19,9 @@ import contextlib
 import hashlib
 import json
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Mapping
 
 import numpy as np
 import torch
@@ -38,6 +38,7 @@ from gensar_lib.identifiers import (
     identifier_stats,
     all_level_codes,
     to_json,
+    token_vectors,
 )
 from gensar_lib.devices import processes, resolve_device
 from gensar_lib.generative import (
@@ -45,10 +46,13 @@ from gensar_lib.generative import (
     TrainResult,
     behaviour_and_identifier_tokens,
     build_model,
+    check_vectors,
+    init_identifier_embeddings,
     load_best,
     load_pretrained_tokenizer,
     train,
     train_tokenizer,
+    vectors_fingerprint,
 )
 from gensar_lib.instructions import TaskMix, training_instructions
 from gensar_lib.evaluation import validator
@@ -217,6 +221,7 @@ class Identifiers:
     kind: str
     ids: ItemIdentifiers
     stats: dict  # identifier_stats after handling, including the handling report (before/after)
+    vectors: dict[str, np.ndarray] = field(default_factory=dict)  # each token's codebook vector (token_vectors)
 
 
 @torch.no_grad()
@@ -229,9 +234,10 @@ def identifiers(
     strategy: str = STRATEGY,
 ) -> Identifiers:
     """Assign identifiers from a trained RQ-VAE and handle collisions (notebook 03_identifiers)."""
-    ids, reports = KINDS[kind].assign(model.module(profile), emb.inputs(kind), profile, strategy,
+    module = model.module(profile)
+    ids, reports = KINDS[kind].assign(module, emb.inputs(kind), profile, strategy,
                                       [it.id for it in prepared.dataset.items])
-    return Identifiers(kind, ids, identifier_stats(ids, reports))
+    return Identifiers(kind, ids, identifier_stats(ids, reports), token_vectors(module.codebooks()))
 
 
 def collision_table(results: dict[str, Identifiers]) -> list[dict]:
@@ -428,16 +434,23 @@ def train_generative(
     profile: Profile,
     cache: ArtifactCache | None = None,
     progress: bool = True,
+    vectors: Mapping[str, np.ndarray] | None = None,
 ) -> GenerativeModel:
     """Instructions (mixed by ``train.task_mix``) -> tokenizer -> T5 -> training with validation (cached,
-    resumable; notebook 05), on ``profile.device``.
+    resumable; notebook 05), on ``profile.device``. ``vectors`` (``Identifiers.vectors``) are needed when
+    ``model.identifier_init`` is ``"codebook"``, and checked before any work.
 
     Under a launcher every process trains (data-parallel, :func:`~gensar_lib.generative.train`)
     and the main one publishes the artifact; alone, a process holds the stage's lock while it trains.
     """
     cache = cache or ArtifactCache()
+    codebook = profile.model.identifier_init == "codebook"
+    if codebook:
+        check_vectors(ids, vectors)
     stage = STAGES["t5"]
     config, inputs = stage.config(profile), [prepared.key, fingerprint(to_json(ids)), stage.code()]
+    if codebook:
+        inputs.append(vectors_fingerprint(vectors))
     key = cache.key(stage.name, config, inputs)
     work = cache.root / "t5_work" / key  # resumable training state lives here until the stage is done
     device = resolve_device(profile.device)
@@ -449,7 +462,10 @@ def train_generative(
             TaskMix.of(profile.train.task_mix), profile.seed, profile.train.prompts)]
         with contextlib.nullcontext() if state is None else state.main_process_first():
             tokenizer = work_tokenizer(work, prepared, pairs, ids, profile)
-        model = build_model(profile.model, tokenizer, profile.seed).to(device)
+        model = build_model(profile.model, tokenizer, profile.seed)
+        if codebook:
+            init_identifier_embeddings(model, tokenizer, vectors, profile.seed)
+        model = model.to(device)
         return train(model, tokenizer, pairs, profile.train, work, validator(prepared, profile, tokenizer, ids),
                      profile.seed, progress, device=profile.device)
 

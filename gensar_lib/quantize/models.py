@@ -34,6 +34,7 @@ class RQVAE(Protocol):
     def init_codebooks(self, *inputs, seed: int = 0, iters: int = KMEANS_ITERS) -> dict: ...
     def loss_terms(self, *inputs) -> dict: ...
     def diagnostic_codes(self, *inputs) -> tuple[float, dict, dict]: ...
+    def codebooks(self) -> dict[str, np.ndarray]: ...
 
 
 # ---------------------------------------------------------------------------
@@ -192,6 +193,11 @@ class JointRQVAE(nn.Module):
             + level_names("semantic", c.specific_levels)
             + level_names("collab", c.specific_levels)
         )
+
+    def codebooks(self) -> dict[str, np.ndarray]:
+        """Each level's codebook by level name (``shared_a``: codebook_size x shared_dim; notebook 03)."""
+        levels = [*self.shared.levels, *self.semantic_rq.levels, *self.collab_rq.levels]
+        return {name: level.codebook.detach().cpu().numpy().copy() for name, level in zip(self.level_names, levels)}
 
     @torch.no_grad()
     def reset_parameters(self, seed: int = 0) -> None:
@@ -390,6 +396,11 @@ class SingleRQVAE(nn.Module):
     @property
     def level_names(self) -> list[str]:
         return level_names(self.kind, self.n_levels)
+
+    def codebooks(self) -> dict[str, np.ndarray]:
+        """Each level's codebook by level name (``semantic_a``: codebook_size x latent_dim)."""
+        return {name: level.codebook.detach().cpu().numpy().copy()
+                for name, level in zip(self.level_names, self.rq.levels)}
 
     @torch.no_grad()
     def reset_parameters(self, seed: int = 0) -> None:
