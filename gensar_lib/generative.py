@@ -59,6 +59,7 @@ from tqdm.auto import tqdm
 from gensar_lib.artifacts import atomic_dir
 from gensar_lib.config import ConfigError, ModelConfig, TrainConfig, as_dict
 from gensar_lib.devices import accelerator, resolve_device
+from gensar_lib.identifiers import DEDUP, parse_token
 from gensar_lib.instructions import BEHAVIOUR_TOKENS, REC_TOKEN, SRC_TOKEN
 
 if TYPE_CHECKING:
@@ -67,7 +68,6 @@ if TYPE_CHECKING:
 PAD, EOS, UNK = "<pad>", "</s>", "<unk>"
 T5_SPECIALS: tuple[str, ...] = (PAD, EOS, UNK)  # ids 0, 1, 2 as in T5
 IDENTIFIER_PATTERN = re.compile(r"<(?:shared|semantic|collab)_[a-z]_\d+>|<dedup_\d+>")
-DEDUP_PATTERN = re.compile(r"<dedup_\d+>")
 LABEL_IGNORE = -100  # label value that cross-entropy skips (padding)
 BEST, LAST = "best", "last"
 STATE_FILE = "training_state.pt"
@@ -296,7 +296,7 @@ def check_vectors(ids: ItemIdentifiers, vectors: Mapping[str, np.ndarray] | None
     if vectors is None:
         raise ConfigError("model.identifier_init = 'codebook' needs the RQ-VAE's codebook vectors "
                           "(train_generative(..., vectors=Identifiers.vectors)); none were given")
-    missing = sorted(t for t in ids.tokens_used() if t not in vectors and not DEDUP_PATTERN.fullmatch(t))
+    missing = sorted(t for t in ids.tokens_used() if t not in vectors and parse_token(t)[0] != DEDUP)
     if missing:
         raise ConfigError(f"model.identifier_init = 'codebook': no codebook vector for identifier token "
                           f"{missing[0]!r} ({len(missing)} tokens without one)")
@@ -330,13 +330,13 @@ def init_identifier_embeddings(model: Any, tokenizer: Tokenizer, vectors: Mappin
     others = torch.ones(weight.shape[0], dtype=torch.bool)
     others[list(rows.values())] = False
     norm = weight[others].norm(dim=1).mean()
-    levels: dict[str, list[str]] = {}
+    levels: dict[tuple[str, int | None], list[str]] = {}
     for token in sorted(rows):
-        levels.setdefault(token.rsplit("_", 1)[0], []).append(token)  # "<shared_a_12>" -> "<shared_a"
+        levels.setdefault(parse_token(token)[:2], []).append(token)  # "<shared_a_12>" -> ("shared", 0)
     generator = torch.Generator().manual_seed(seed)
     projections: dict[str, torch.Tensor] = {}
     for level in sorted(levels):
-        kind = level.rsplit("_", 1)[0]
+        kind = level[0]
         block = torch.as_tensor(np.stack([vectors[t] for t in levels[level]]), dtype=torch.float32)
         if kind not in projections:
             projections[kind] = torch.randn(block.shape[1], weight.shape[1], generator=generator)

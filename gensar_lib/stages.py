@@ -11,9 +11,9 @@ A stage's cache key is made of three parts:
 So a change to any module a stage runs gives it a new key, and no stage lists its files by hand.
 ``config`` and ``artifacts`` are left out of the code part: a profile's values enter the key
 themselves (a field marked ``config.KEYLESS_DEFAULT`` only when it differs from its default, so that a new
-option whose default is the old behaviour keeps every key), and the cache's own code does not change what a stage computes. The price of reading
-imports instead of calls is that a stage is rebuilt more often than strictly needed (the T5 stage
-runs ``pipeline``, which imports every stage before it): correct before fast.
+option whose default is the old behaviour keeps every key), and the cache's own code does not change what a
+stage computes. The price of reading imports instead of calls is that a stage is rebuilt more often than
+strictly needed (the T5 stage runs ``pipeline``, which imports every stage before it): correct before fast.
 """
 from __future__ import annotations
 
