@@ -82,13 +82,12 @@ CANDIDATES: dict[str, dict[str, Any]] = {
     "small profile + lr 6e-3": {**SMALL_RECIPE, "train.lr": 6e-3},
     # identifier-token embeddings from the RQ-VAE codebook vectors (generative.init_identifier_embeddings)
     "small profile + codebook init": {**SMALL_RECIPE, "model.identifier_init": "codebook"},
-    "small profile + label smoothing 0.1": {**SMALL_RECIPE, "train.label_smoothing": 0.1},
-    "small profile + warm-up 5%": {**SMALL_RECIPE, "train.warmup_ratio": 0.05},
-    "small profile + d256": {**SMALL_RECIPE, "model.d_model": 256, "model.d_ff": 1024, "model.d_kv": 64},
-    "small profile + 4+4 layers": {**SMALL_RECIPE, "model.num_layers": 4},
     # issue 11, part 4: today's recipe on the GenSAR identifiers the suite made before issue 11's RQ-VAE fix
     "small profile + identifiers before issue 11": {**SMALL_RECIPE, IDS: "before_issue11"},
 }
+# today's recipe with one lever of the paper-style sweep: "small profile + warm-up 5%", ...
+CANDIDATES.update({f"small profile + {lever}": {**SMALL_RECIPE, **CANDIDATES[lever]}
+                   for lever in ("label smoothing 0.1", "warm-up 5%", "d256", "4+4 layers")})
 
 
 def candidate_profile(name: str, steps: int, eval_every: int) -> Profile:
