@@ -3,7 +3,7 @@
 Run from the repository root::
 
     .venv/bin/python benchmarks/budget_curves.py [--dataset FOLDER | synthetic] [--candidates a,b]
-        [--steps N] [--jobs 2] [--threads 1]
+        [--steps N] [--seed N] [--jobs 2] [--threads 1]
 
 Each candidate is the ``small`` profile with the paper-style recipe it had before issue 10
 (:data:`PAPER_STYLE`: paraphrased prompts over 5 events, every task family, dropout 0.1, clipping at
@@ -88,11 +88,20 @@ CANDIDATES: dict[str, dict[str, Any]] = {
 # today's recipe with one lever of the paper-style sweep: "small profile + warm-up 5%", ...
 CANDIDATES.update({f"small profile + {lever}": {**SMALL_RECIPE, **CANDIDATES[lever]}
                    for lever in ("label smoothing 0.1", "warm-up 5%", "d256", "4+4 layers")})
+# the two levers that beat today's profile (2026-12-02), together, and with a larger batch or peak learning rate
+WARM_SMOOTH = {**CANDIDATES["small profile + warm-up 5%"], **CANDIDATES["label smoothing 0.1"]}
+CANDIDATES.update({
+    "small profile + warm-up 5% + label smoothing 0.1": WARM_SMOOTH,
+    "small profile + warm-up 5% + label smoothing 0.1 + lr 6e-3": {**WARM_SMOOTH, "train.lr": 6e-3},
+    # the same examples in half the steps (its own step budget, whatever --steps says)
+    "small profile + warm-up 5% + label smoothing 0.1 + batch 128": {
+        **WARM_SMOOTH, "train.batch_size": 128, "train.lr": 4.2e-3, "train.max_steps": 1600, "train.eval_every": 400},
+})
 
 
-def candidate_profile(name: str, steps: int, eval_every: int) -> Profile:
-    """The small profile with the paper-style recipe, the candidate's overrides and the sweep's step budget."""
-    profile = load_profile("small")
+def candidate_profile(name: str, steps: int, eval_every: int, seed: int = 0) -> Profile:
+    """The small profile with the paper-style recipe, the candidate's overrides, the sweep's step budget and seed."""
+    profile = dataclasses.replace(load_profile("small"), seed=seed)
     sections: dict[str, dict[str, Any]] = {"train": {"max_steps": steps, "eval_every": eval_every}}
     for key, value in {**PAPER_STYLE, **CANDIDATES[name]}.items():
         if key == IDS:
@@ -127,13 +136,13 @@ def committed_identifiers(name: str, prepared, profile: Profile):
     return from_json({item: table[item] for item in items}, profile.quantize.codebook_size)
 
 
-def run_candidate(name: str, spec: str, steps: int, eval_every: int) -> dict[str, Any]:
-    """Train (or load) one candidate and score its best checkpoint on the test users."""
+def run_candidate(name: str, spec: str, steps: int, eval_every: int, seed: int = 0) -> dict[str, Any]:
+    """Train (or load) one candidate for one seed and score its best checkpoint on the test users."""
     from gensar_lib.data.pipeline import prepare_data
     from gensar_lib.evaluation import evaluate_generative, held_out
     from gensar_lib.pipeline import all_identifiers, train_generative
 
-    profile = candidate_profile(name, steps, eval_every)
+    profile = candidate_profile(name, steps, eval_every, seed)
     prepared = prepare_data(spec, profile)
     if IDS in CANDIDATES[name]:  # a committed file holds identifiers, not codebook vectors
         ids, vectors = committed_identifiers(CANDIDATES[name][IDS], prepared, profile), None
@@ -142,7 +151,8 @@ def run_candidate(name: str, spec: str, steps: int, eval_every: int) -> dict[str
         ids, vectors = gensar.ids, gensar.vectors
     gen = train_generative(prepared, ids, profile, progress=False, vectors=vectors)
     cases, candidates = held_out(prepared, profile)
-    return {"candidate": name, "dataset": prepared.dataset.name, "overrides": CANDIDATES[name], "history": gen.history,
+    return {"candidate": f"{name}, seed {seed}" if seed else name, "seed": seed, "dataset": prepared.dataset.name,
+            "overrides": CANDIDATES[name], "history": gen.history,
             "test": evaluate_generative(gen, cases, candidates, profile), "t5_folder": str(gen.folder)}
 
 
@@ -159,6 +169,7 @@ def plot(results: list[dict[str, Any]], dataset: str, out: Path, stem: str = "bu
             for r in results for h in r["history"]]
     frame = pd.DataFrame(rows)
     fig, ax = plt.subplots(figsize=(11, 4.5))
+    ax.set_prop_cycle(color=plt.cm.tab20.colors)  # 20 colours: a sweep merged with earlier ones has more than 10 lines
     for name, part in frame.groupby("candidate", sort=False):
         ax.plot(part["minutes"], part["val_score"], marker="o", ms=3, label=name)
     ax.set(xlabel="training minutes (validation excluded)", ylabel="validation mean NDCG@5",
@@ -173,6 +184,8 @@ def main() -> None:
     p.add_argument("--candidates", default="baseline", help=f"comma-separated, from: {', '.join(CANDIDATES)}")
     p.add_argument("--steps", type=int, default=6000)
     p.add_argument("--eval-every", type=int, default=500)
+    p.add_argument("--seed", type=int, default=0, help="the profile's seed for every candidate (identifiers, "
+                   "model, batches); a line of seed N is named '<candidate>, seed N'")
     p.add_argument("--jobs", type=int, default=1)
     p.add_argument("--threads", type=int, default=None, help="torch threads per job (default: 2 // jobs)")
     p.add_argument("--out", default=str(REPO_ROOT / "figures"))
@@ -186,7 +199,7 @@ def main() -> None:
     threads = args.threads or max(1, 2 // args.jobs)
     torch.set_num_threads(threads)
     if args.worker:
-        print(json.dumps(run_candidate(args.worker, args.dataset, args.steps, args.eval_every)))
+        print(json.dumps(run_candidate(args.worker, args.dataset, args.steps, args.eval_every, args.seed)))
         return
     names = [n.strip() for n in args.candidates.split(",") if n.strip()]
     unknown = [n for n in names if n not in CANDIDATES]
@@ -199,7 +212,7 @@ def main() -> None:
         batch, pending = pending[:args.jobs], pending[args.jobs:]
         procs = [subprocess.Popen([sys.executable, __file__, "--worker", n, "--dataset", args.dataset,
                                    "--steps", str(args.steps), "--eval-every", str(args.eval_every),
-                                   "--threads", str(threads)], stdout=subprocess.PIPE, text=True,
+                                   "--threads", str(threads), "--seed", str(args.seed)], stdout=subprocess.PIPE, text=True,
                                   env={**os.environ, "OMP_NUM_THREADS": str(threads)})
                  for n in batch]
         for name, proc in zip(batch, procs):
@@ -222,11 +235,11 @@ def main() -> None:
     dataset = dataset_stem(results[0]["dataset"])  # the name notebook 06 reads back (ablation.downstream_path)
     for path in args.merge:  # earlier sweeps drawn in the same figure, their names prefixed
         earlier = json.loads(Path(path).read_text())
-        results += [{**r, "candidate": f"{earlier.get('label', Path(path).stem)}: {r['candidate']}"}
+        results += [{**r, "candidate": f"{earlier.get('label') or Path(path).stem}: {r['candidate']}"}
                     for r in earlier["results"]]
     out = Path(args.out)
     png = plot(results, dataset, out, args.name)
-    report = {"label": args.label, "dataset": args.dataset, "steps": args.steps, "eval_every": args.eval_every, "jobs": args.jobs,
+    report = {"label": args.label, "dataset": args.dataset, "seed": args.seed, "steps": args.steps, "eval_every": args.eval_every, "jobs": args.jobs,
               "threads": threads, "load_before": load, "wall_seconds": time.time() - start,
               "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": platform.platform(),
               "cpus": os.cpu_count(), "results": results}

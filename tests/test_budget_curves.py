@@ -79,3 +79,12 @@ def test_the_comparison_is_written_where_notebook_06_reads_it(tmp_path, monkeypa
     budget_curves.main()
     written = json.loads((tmp_path / "05_t5_training" / ablation.downstream_path("Beauty").name).read_text())
     assert written["results"][0]["dataset"] == "Beauty"
+
+
+def test_a_seed_reseeds_the_candidate_and_seed_0_is_the_profile_as_it_is():
+    name = "small profile + warm-up 5% + label smoothing 0.1"
+    plain = budget_curves.candidate_profile(name, 3200, 800)
+    assert budget_curves.candidate_profile(name, 3200, 800, seed=0) == plain
+    seeded = budget_curves.candidate_profile(name, 3200, 800, seed=1)
+    assert seeded.seed == 1 and plain.seed == load_profile("small").seed == 0
+    assert seeded.train == plain.train and plain.train.warmup_ratio == 0.05 and plain.train.label_smoothing == 0.1
