@@ -29,7 +29,6 @@ the curves compare fairly with each other (not with a quiet-machine run). Writes
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import platform
@@ -41,7 +40,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from gensar_lib.config import REPO_ROOT, Profile, fingerprint, load_profile  # noqa: E402
+from gensar_lib.config import REPO_ROOT, Profile, fingerprint, load_profile, with_overrides  # noqa: E402
 
 OFFICE_DIR = REPO_ROOT.parent / "shared" / "data" / "amazon-office"
 
@@ -101,15 +100,8 @@ CANDIDATES.update({
 
 def candidate_profile(name: str, steps: int, eval_every: int, seed: int = 0) -> Profile:
     """The small profile with the paper-style recipe, the candidate's overrides, the sweep's step budget and seed."""
-    profile = dataclasses.replace(load_profile("small"), seed=seed)
-    sections: dict[str, dict[str, Any]] = {"train": {"max_steps": steps, "eval_every": eval_every}}
-    for key, value in {**PAPER_STYLE, **CANDIDATES[name]}.items():
-        if key == IDS:
-            continue
-        section, field = key.split(".")
-        sections.setdefault(section, {})[field] = value
-    return dataclasses.replace(profile, **{s: dataclasses.replace(getattr(profile, s), **f)
-                                           for s, f in sections.items()})
+    values = {"seed": seed, "train.max_steps": steps, "train.eval_every": eval_every, **PAPER_STYLE, **CANDIDATES[name]}
+    return with_overrides(load_profile("small"), {k: v for k, v in values.items() if k != IDS})
 
 
 def identifiers_path(name: str, dataset: str) -> Path:
@@ -233,10 +225,11 @@ def main() -> None:
     from gensar_lib.ablation import dataset_stem
 
     dataset = dataset_stem(results[0]["dataset"])  # the name notebook 06 reads back (ablation.downstream_path)
-    for path in args.merge:  # earlier sweeps drawn in the same figure, their names prefixed
+    for path in args.merge:  # earlier sweeps drawn in the same figure, their own lines' names prefixed once
         earlier = json.loads(Path(path).read_text())
-        results += [{**r, "candidate": f"{earlier.get('label') or Path(path).stem}: {r['candidate']}"}
-                    for r in earlier["results"]]
+        prefix = earlier.get("label") or Path(path).stem
+        results += [{**r, "merged": True} if r.get("merged") else
+                    {**r, "candidate": f"{prefix}: {r['candidate']}", "merged": True} for r in earlier["results"]]
     out = Path(args.out)
     png = plot(results, dataset, out, args.name)
     report = {"label": args.label, "dataset": args.dataset, "seed": args.seed, "steps": args.steps, "eval_every": args.eval_every, "jobs": args.jobs,

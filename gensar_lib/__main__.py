@@ -8,15 +8,21 @@ import warnings
 from pathlib import Path
 
 from gensar_lib.artifacts import check_out_dir, sigterm_as_exit
-from gensar_lib.config import ConfigError, load_profile
+from gensar_lib.config import ConfigError, Profile, load_profile, parse_override, with_overrides
 from gensar_lib.data.schema import DataError, DataWarning
+
+
+def _profile(args: argparse.Namespace) -> Profile:
+    """``--profile`` with its ``--set section.field=value`` overrides (recorded in run provenance as the command)."""
+    profile = load_profile(args.profile)
+    return with_overrides(profile, dict(parse_override(text) for text in args.set)) if args.set else profile
 
 
 def _stats(args: argparse.Namespace) -> None:
     from gensar_lib.data.pipeline import prepare_data
     from gensar_lib.data.stats import dataset_stats, format_stats
 
-    prepared = prepare_data(args.dataset, load_profile(args.profile))
+    prepared = prepare_data(args.dataset, _profile(args))
     print(format_stats(dataset_stats(prepared.dataset, prepared.split)))
 
 
@@ -25,7 +31,7 @@ def _identifiers(args: argparse.Namespace) -> None:
     from gensar_lib.pipeline import (all_identifiers, collision_table, identifier_structure, item_embeddings,
                                      prefix_structure, structure_targets, write_identifier_files)
 
-    profile = load_profile(args.profile)
+    profile = _profile(args)
     prepared = prepare_data(args.dataset, profile)
     results = all_identifiers(prepared, profile)
     emb = item_embeddings(prepared, profile, progress=False)
@@ -61,7 +67,7 @@ def _train(args: argparse.Namespace) -> None:
     from gensar_lib.evaluation import evaluate_generative, held_out
     from gensar_lib.pipeline import all_identifiers, train_generative
 
-    profile = load_profile(args.profile)
+    profile = _profile(args)
     prepared = prepare_data(args.dataset, profile)
     gensar = all_identifiers(prepared, profile, kinds=("gensar",))["gensar"]
     gen = train_generative(prepared, gensar.ids, profile, vectors=gensar.vectors)
@@ -74,7 +80,8 @@ def _train(args: argparse.Namespace) -> None:
     print(f"ran with {ranks} rank(s) on {device}"
           + ("" if state is None else f" ({state.distributed_type.value}, backend {state.backend}): data-parallel "
                                       "T5 training (unless the stage was cached) and sharded evaluation"))
-    report = {"dataset": prepared.dataset.name, "profile": profile.name, "test_cases": len(cases),
+    report = {"dataset": prepared.dataset.name, "profile": profile.name, **({"set": args.set} if args.set else {}),
+              "test_cases": len(cases),
               "metrics": metrics, "training": [{k: v for k, v in h.items() if k not in TIMING_KEYS}
                                                for h in gen.history]}
     print(f"wrote {write_json(Path(args.out) / 'metrics.json', report)}")
@@ -108,21 +115,34 @@ def provenance(argv: list[str]) -> dict:
 
 
 def _ablation(args: argparse.Namespace) -> None:
-    from gensar_lib.ablation import committed_path, paper_table, run_ablation, write_ablation
+    from gensar_lib.ablation import (AblationResult, committed_path, extend, paper_table, read_results, run_ablation,
+                                     write_ablation)
     from gensar_lib.artifacts import write_json
+    from gensar_lib.config import fingerprint
     from gensar_lib.data.pipeline import prepare_data
     from gensar_lib.plots import use_style
 
     use_style()  # the notebooks' plotting style for the figure files
 
-    profile = load_profile(args.profile)
+    profile = _profile(args)
     prepared = prepare_data(args.dataset, profile)
-    result = run_ablation(prepared, profile, args.seeds, _methods(args), all_seeds=args.all_seeds)
+    earlier = read_results(args.extend, profile, prepared.dataset.name) if args.extend and args.extend.exists() else None
     from gensar_lib.devices import is_main_process
 
+    def save(runs: list[dict]) -> None:  # --extend: the file holds every finished run, even if this one stops
+        if args.extend and is_main_process():
+            made = AblationResult(prepared.dataset.name, profile.name, runs, profile_key=fingerprint(profile),
+                                  provenance=provenance(args.argv))
+            write_json(args.extend, extend(earlier, made).as_dict())
+
+    result = run_ablation(prepared, profile, args.seeds, _methods(args), all_seeds=args.all_seeds, done=earlier,
+                          on_run=save)
     if not is_main_process():  # under a launcher every process trained; the main one writes
         return
     result.provenance = provenance(args.argv)
+    if args.extend:
+        result = extend(earlier, result)
+        print(f"wrote {write_json(args.extend, result.as_dict())} ({len(result.runs)} runs)")
     for path in write_ablation(args.out, result):
         print(f"wrote {path}")
     if args.commit:
@@ -137,7 +157,7 @@ def _predict(args: argparse.Namespace) -> None:
     from gensar_lib.evaluation import recommend, search
     from gensar_lib.pipeline import all_identifiers, train_generative
 
-    profile = load_profile(args.profile)
+    profile = _profile(args)
     prepared = prepare_data(args.dataset, profile)
     ds = prepared.dataset
     if args.user not in ds.users:
@@ -173,13 +193,17 @@ def check_arguments(args: argparse.Namespace) -> None:
             raise ConfigError(f"--{flag} is empty; leave it out for the default, or name one")
     from gensar_lib.devices import resolve_device
 
-    resolve_device(load_profile(args.profile).device)  # an unusable device fails before any work
+    resolve_device(_profile(args).device)  # an unusable device fails before any work
     if getattr(args, "seeds", 1) < 1:
         raise ConfigError(f"--seeds {args.seeds} is impossible: need at least 1")
     if getattr(args, "k", 1) < 1:
         raise ConfigError(f"--k {args.k} is impossible: need at least 1")
     if getattr(args, "methods", None) is not None:
         _methods(args)
+    if getattr(args, "extend", None) is not None and args.extend.exists():  # another recipe's results fail now
+        from gensar_lib.ablation import read_results
+
+        read_results(args.extend, _profile(args))
     if getattr(args, "out", None) is not None:
         try:
             check_out_dir(args.out)
@@ -226,6 +250,10 @@ def parser() -> argparse.ArgumentParser:
     ablation.add_argument("--commit", action="store_true",
                           help="also write the results to figures/06_identifier_ablation/"
                                "ablation_<dataset>_<profile>.json, which notebook 06 loads")
+    ablation.add_argument("--extend", type=Path, default=None,
+                          help="a results JSON of this dataset and profile (and --set values) to complete: its "
+                               "runs are kept, only the missing (method, seed) runs are trained, and the "
+                               "merged results are written back to it (created when absent)")
     predict = sub.add_parser("predict", help="the trained model's recommendations (or search results) for a user")
     predict.set_defaults(run=_predict)
     predict.add_argument("--user", required=True, help="a user id of the dataset")
@@ -234,6 +262,8 @@ def parser() -> argparse.ArgumentParser:
     for command in (stats, idents, trainer, ablation, predict):
         command.add_argument("--dataset", default=None, help="'synthetic' (default) or a dataset folder")
         command.add_argument("--profile", default=None, help="tiny | small | paper (default: small)")
+        command.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
+                             help="override one profile value (JSON, e.g. train.lr=6e-3); repeatable")
     return p
 
 

@@ -263,12 +263,18 @@ class AblationResult:
 
 def run_ablation(prepared: PreparedData, profile: Profile, seeds: int = 1, methods: tuple[str, ...] | None = None,
                  baselines: bool = True, all_seeds: bool = False, hparams: bool = True,
-                 cache: ArtifactCache | None = None, progress: bool = True) -> AblationResult:
-    """Every method for its seeds, the baselines per seed, and the hyper-parameter grid."""
+                 cache: ArtifactCache | None = None, progress: bool = True,
+                 done: AblationResult | None = None,
+                 on_run: Callable[[list[dict[str, Any]]], None] | None = None) -> AblationResult:
+    """Every method for its seeds, the baselines per seed, and the hyper-parameter grid; with ``done``
+    (earlier results of this profile, :func:`read_results`) only what it lacks. ``on_run`` gets the
+    runs made so far after each generative run (the CLI saves them, so an interrupted session keeps them)."""
     if seeds < 1:
         raise ConfigError(f"impossible config: seeds = {seeds!r}, need at least 1")
     methods = check_methods(methods if methods is not None else profile.ablation.methods)
-    plan = [(m, s) for m in methods for s in seeds_of(m, profile, seeds, all_seeds)]
+    made = {(r["method"], r["seed"]) for r in done.runs} if done else set()
+    plan = [(m, s) for m in methods for s in seeds_of(m, profile, seeds, all_seeds) if (m, s) not in made]
+    hparams = hparams and not (done and done.hparams)
     for method in methods:  # an impossible single-task mix fails before any training
         run_profile(profile, profile.seed, method)
     if profile.model.identifier_init == "codebook" and "random" in methods:
@@ -279,9 +285,13 @@ def run_ablation(prepared: PreparedData, profile: Profile, seeds: int = 1, metho
         if progress:
             print(f"[{i}/{len(plan)}] {method} seed {seed}", flush=True)
         runs.append(run_method(method, prepared, profile, seed, cache, progress=False))
+        if on_run is not None:
+            on_run(runs)
     if baselines:
+        baseline_seeds = {r["seed"] for r in done.runs if r["family"] == "baseline"} if done else set()
         for seed in range(profile.seed, profile.seed + seeds):
-            runs += run_baselines(prepared, profile, seed, cache)
+            if seed not in baseline_seeds:
+                runs += run_baselines(prepared, profile, seed, cache)
     grid = hparam_grid(prepared, profile, cache) if hparams else []
     emb = item_embeddings(prepared, profile, cache, progress=False)
     structure = identifier_structure(prepared, emb, all_identifiers(prepared, profile, cache=cache, progress=False),
@@ -321,6 +331,35 @@ def load_committed(dataset: str, profile: Profile, path: Path | None = None) -> 
     return result
 
 
+def read_results(path: Path, profile: Profile, dataset: str | None = None) -> AblationResult:
+    """Earlier results of this profile (and dataset, when given: the CLI's ``--extend``); a clear error otherwise."""
+    try:
+        result = from_dict(json.loads(Path(path).read_text()))
+    except (json.JSONDecodeError, KeyError, TypeError) as err:
+        raise ConfigError(f"{path}: not an ablation results file ({err})") from None
+    if dataset is not None and result.dataset != dataset:
+        raise ConfigError(f"{path}: field 'dataset' = {result.dataset!r}, but this run is on {dataset!r}")
+    if result.profile_key != fingerprint(profile):
+        raise ConfigError(f"{path}: field 'profile_key' = {result.profile_key!r}, but profile {profile.name!r} "
+                          f"with these --set values is {fingerprint(profile)!r}: its runs are another recipe's")
+    return result
+
+
+def extend(earlier: AblationResult | None, now: AblationResult) -> AblationResult:
+    """Earlier results (if any) with the runs made now, each run stamped with the date it was ``made``;
+    how a multi-seed ablation longer than one working session is completed over several (README)."""
+    date = now.provenance.get("date", "undated")
+    if earlier is None:
+        return replace(now, runs=[{**r, "made": date} for r in now.runs])
+    fresh = {(r["method"], r["seed"]) for r in now.runs}
+    runs = [{"made": earlier.provenance.get("date", "undated"), **r} for r in earlier.runs
+            if (r["method"], r["seed"]) not in fresh] + [{**r, "made": date} for r in now.runs]
+    sessions = [*earlier.provenance.get("earlier", []),
+                {k: v for k, v in earlier.provenance.items() if k != "earlier"}]
+    return replace(now, runs=runs, hparams=now.hparams or earlier.hparams,
+                   provenance={**now.provenance, "earlier": sessions})
+
+
 def combine(now: AblationResult, committed: AblationResult | None) -> AblationResult:
     """The runs made now, and the committed runs of every other (method, seed); each run names its
     ``source``. The hyper-parameter grid and structure are today's when computed, else the committed ones."""
@@ -328,8 +367,9 @@ def combine(now: AblationResult, committed: AblationResult | None) -> AblationRe
     runs = [{**r, "source": "trained now"} for r in now.runs]
     if committed is None:
         return replace(now, runs=runs)
-    loaded = f"loaded ({committed.provenance.get('date', 'undated')})"
-    runs += [{**r, "source": loaded} for r in committed.runs if (r["method"], r["seed"]) not in fresh]
+    date = committed.provenance.get("date", "undated")
+    runs += [{**r, "source": f"loaded ({r.get('made', date)})"} for r in committed.runs
+             if (r["method"], r["seed"]) not in fresh]
     return replace(now, runs=runs, hparams=now.hparams or committed.hparams,
                    structure=now.structure or committed.structure)
 

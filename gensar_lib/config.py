@@ -270,6 +270,55 @@ def load_profile(name: str | None = None, **overrides: Any) -> Profile:
     return profile
 
 
+def _tuples(value: Any) -> Any:
+    """JSON lists as the tuples a frozen profile holds (``[["NRIP", 1.0]]`` -> ``(("NRIP", 1.0),)``)."""
+    return tuple(_tuples(v) for v in value) if isinstance(value, list) else value
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """``"train.lr=6e-3"`` -> ``("train.lr", 0.006)``: the value is read as JSON, else kept as text."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"--set {text!r}: expected section.field=value, e.g. train.lr=6e-3")
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        value = raw
+    return key.strip(), _tuples(value)
+
+
+def with_overrides(profile: Profile, values: dict[str, Any]) -> Profile:
+    """The profile with ``{"section.field": value}`` replaced (``data.synthetic.n_users`` and ``seed`` too), checked;
+    the command line's ``--set`` and ``benchmarks/budget_curves.py``'s candidates use it."""
+    for key, value in values.items():
+        *path, name = key.split(".")
+        objs = [profile]
+        for part in path:
+            parent = objs[-1]
+            if not (dataclasses.is_dataclass(parent) and part in {f.name for f in dataclasses.fields(parent)}
+                    and dataclasses.is_dataclass(getattr(parent, part))):
+                raise ConfigError(f"--set {key}: {part!r} is not a section of profile {profile.name!r}")
+            objs.append(getattr(parent, part))
+        if name not in {f.name for f in dataclasses.fields(objs[-1])}:
+            raise ConfigError(f"--set {key}: no field {name!r} in {'.'.join(path) or 'the profile'} "
+                              f"(a key is section.field, e.g. train.lr)")
+        current = getattr(objs[-1], name)
+        if dataclasses.is_dataclass(current):
+            raise ConfigError(f"--set {key}: {name!r} is a section; set one of its fields, e.g. {name}."
+                              f"{dataclasses.fields(current)[0].name}")
+        if isinstance(current, float) and type(value) is int:
+            value = float(value)  # "train.lr=1" means 1.0, and keys the same
+        elif current is not None and value is not None and type(current) is not type(value):
+            raise ConfigError(f"--set {key}={value!r}: expected a value of type {type(current).__name__}, like {current!r} "
+                              f"in profile {profile.name!r}")
+        new = replace(objs[-1], **{name: value})
+        for parent, part in zip(reversed(objs[:-1]), reversed(path)):
+            new = replace(parent, **{part: new})
+        profile = new
+    check_profile(profile)
+    return profile
+
+
 def dataset_spec(spec: str | None = None) -> str:
     """``synthetic`` or a dataset folder (default: ``$GENSAR_DATASET`` or ``synthetic``).
 

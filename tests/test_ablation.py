@@ -158,6 +158,34 @@ def test_variant_identifiers(tiny_prepared, session_cache):
         assert all(0 <= r["after"] <= r["before"] <= 1 for r in v.collisions), m
 
 
+def test_extend_keeps_earlier_runs_with_their_dates_and_read_results_refuses_another_recipe(tmp_path):
+    earlier = _result([_run("gensar", 0, 0.2, 0.4), _run("semantic", 0, 0.1, 0.5)], hparams=[{"codebook_size": 8}],
+                      provenance={"date": "2026-12-03 07:00 UTC", "command": "first"})
+    now = _result([_run("gensar", 1, 0.3, 0.5), _run("semantic", 0, 0.15, 0.5)],
+                  provenance={"date": "2026-12-04 07:00 UTC", "command": "second"})
+    both = ablation.extend(earlier, now)
+    assert [(r["method"], r["seed"], r["made"]) for r in both.runs] == [
+        ("gensar", 0, "2026-12-03 07:00 UTC"), ("gensar", 1, "2026-12-04 07:00 UTC"),
+        ("semantic", 0, "2026-12-04 07:00 UTC")]  # a run made again replaces the earlier one
+    assert both.hparams == earlier.hparams
+    assert both.provenance["command"] == "second" and both.provenance["earlier"] == [earlier.provenance]
+    assert [r["source"] for r in ablation.combine(_result([]), both).runs] == [
+        "loaded (2026-12-03 07:00 UTC)", "loaded (2026-12-04 07:00 UTC)", "loaded (2026-12-04 07:00 UTC)"]
+    third = ablation.extend(both, _result([], provenance={"date": "2026-12-05 07:00 UTC"}))
+    assert [p.get("command") for p in third.provenance["earlier"]] == ["first", "second"]
+    assert [r["made"] for r in ablation.extend(None, now).runs] == ["2026-12-04 07:00 UTC"] * 2
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps(both.as_dict()))
+    assert ablation.read_results(path, TINY, "synthetic").runs == both.runs
+    with pytest.raises(ConfigError, match="field 'dataset' = 'synthetic', but this run is on 'Office'"):
+        ablation.read_results(path, TINY, "Office")
+    with pytest.raises(ConfigError, match="field 'profile_key'.*another recipe"):
+        ablation.read_results(path, replace(TINY, train=replace(TINY.train, lr=1e-4)))
+    path.write_text("{")
+    with pytest.raises(ConfigError, match="results.json: not an ablation results file"):
+        ablation.read_results(path, TINY)
+
+
 @pytest.fixture(scope="module")
 def tiny_ablation(tmp_path_factory):
     """The command line's tiny ablation on the synthetic world; the session's cache, which notebook 06 reuses."""
@@ -189,6 +217,38 @@ def test_ablation_cli_writes_every_method_and_figure(tiny_ablation):
 
 def _ndcg(report, method, task):
     return next(r for r in report["runs"] if r["method"] == method)["metrics"][task]["sampled"]["NDCG@10"]
+
+
+def test_ablation_extend_trains_only_the_missing_runs_and_saves_after_each(tiny_ablation, tmp_path, monkeypatch,
+                                                                           capsys):
+    """Over several sessions: ``--extend FILE`` keeps FILE's runs and trains only what it lacks."""
+    results, calls, saved = tmp_path / "next.json", [], []
+    train, save = ablation.run_method, ablation.write_json
+
+    def counted(method, prepared, profile, seed, *args, **kwargs):
+        calls.append((method, seed))
+        return train(method, prepared, profile, seed, *args, **kwargs)
+
+    monkeypatch.setattr(ablation, "run_method", counted)
+    base = ["ablation", "--dataset", "synthetic", "--profile", "tiny", "--extend", str(results)]
+    assert main(base + ["--methods", "random", "--out", str(tmp_path / "a")]) == 0
+    first = json.loads(results.read_text())
+    assert calls == [("random", 0)] and first["hparams"] and first["profile_key"] == fingerprint(TINY)
+    assert sorted(r["method"] for r in first["runs"]) == ["bm25", "dense", "popularity", "random", "sasrec"]
+    calls.clear()
+    monkeypatch.setattr("gensar_lib.artifacts.write_json",  # the command imports it when it runs
+                        lambda path, obj: saved.append(len(obj["runs"])) or save(path, obj))
+    assert main(base + ["--methods", "random,semantic", "--out", str(tmp_path / "b")]) == 0
+    second = json.loads(results.read_text())
+    assert calls == [("semantic", 0)]  # random seed 0 and the baselines came from the file
+    assert sorted(r["method"] for r in second["runs"]) == ["bm25", "dense", "popularity", "random", "sasrec",
+                                                           "semantic"]
+    assert [r for r in second["runs"] if r["method"] == "random"] == [r for r in first["runs"] if r["method"] == "random"]
+    assert second["hparams"] == first["hparams"] and second["provenance"]["earlier"][0]["date"] == first["provenance"]["date"]
+    assert saved == [6, 6]  # after the semantic run (an interrupted command keeps it), and at the end
+    other = base + ["--set", "train.lr=1e-4", "--methods", "random", "--out", str(tmp_path / "c")]
+    assert main(other) == 2  # another recipe's results: refused before any work
+    assert "field 'profile_key'" in capsys.readouterr().err and not (tmp_path / "c").exists()
 
 
 def test_semantic_information_helps_search_more_than_rec(tiny_ablation):

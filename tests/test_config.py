@@ -3,7 +3,8 @@ from dataclasses import replace
 
 import pytest
 
-from gensar_lib.config import REPO_ROOT, ConfigError, dataset_spec, fingerprint, load_profile
+from gensar_lib.config import (REPO_ROOT, ConfigError, dataset_spec, fingerprint, load_profile, parse_override,
+                               with_overrides)
 
 
 def test_paper_profile_has_the_papers_hyper_parameters():
@@ -57,3 +58,33 @@ def test_relative_dataset_folder_resolves_from_the_repository_root(monkeypatch, 
     monkeypatch.chdir(tmp_path)
     assert dataset_spec("gensar_lib") == str(REPO_ROOT / "gensar_lib")
     assert dataset_spec("no/such/folder") == "no/such/folder"
+
+
+def test_overrides_replace_nested_fields_and_key_like_the_same_profile_written_out():
+    small = load_profile("small")
+    values = dict(map(parse_override, ["train.lr=6e-3", "train.max_steps=4400", "train.task_mix=[[\"NRIP\", 1]]",
+                                       "data.synthetic.n_users=300", "seed=2", "model.identifier_init=codebook"]))
+    got = with_overrides(small, values)
+    assert got.train.lr == 6e-3 and got.train.max_steps == 4400 and got.train.task_mix == (("NRIP", 1),)
+    assert got.data.synthetic.n_users == 300 and got.seed == 2 and got.model.identifier_init == "codebook"
+    written = replace(small, seed=2, train=replace(small.train, lr=6e-3, max_steps=4400, task_mix=(("NRIP", 1),)),
+                      model=replace(small.model, identifier_init="codebook"),
+                      data=replace(small.data, synthetic=replace(small.data.synthetic, n_users=300)))
+    assert got == written and fingerprint(got) == fingerprint(written)
+    assert fingerprint(with_overrides(small, {"train.lr": 1})) == fingerprint(with_overrides(small, {"train.lr": 1.0}))
+    assert with_overrides(small, {}) == small
+
+
+@pytest.mark.parametrize("text, message", [
+    ("train.lr", "expected section.field=value"),
+    ("=3", "expected section.field=value"),
+    ("train.nope=1", "no field 'nope' in train"),
+    ("nope.lr=1", "'nope' is not a section"),
+    ("train=1", "'train' is a section"),
+    ("train.lr=fast", "train.lr='fast': expected a value of type float"),
+    ("train.batch_size=1.5", "expected a value of type int"),
+    ("quantize.codebook_size=1", "impossible config: quantize.codebook_size = 1"),
+])
+def test_bad_overrides_name_the_key_and_value(text, message):
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(".", r"\.")):
+        with_overrides(load_profile("small"), dict([parse_override(text)]))
