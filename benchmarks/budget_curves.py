@@ -228,8 +228,9 @@ def main() -> None:
     for path in args.merge:  # earlier sweeps drawn in the same figure, their own lines' names prefixed once
         earlier = json.loads(Path(path).read_text())
         prefix = earlier.get("label") or Path(path).stem
-        results += [{**r, "merged": True} if r.get("merged") else
-                    {**r, "candidate": f"{prefix}: {r['candidate']}", "merged": True} for r in earlier["results"]]
+        results += [{**r, "merged": True,
+                     "candidate": r["candidate"] if r.get("merged") else f"{prefix}: {r['candidate']}"}
+                    for r in earlier["results"]]
     out = Path(args.out)
     png = plot(results, dataset, out, args.name)
     report = {"label": args.label, "dataset": args.dataset, "seed": args.seed, "steps": args.steps, "eval_every": args.eval_every, "jobs": args.jobs,

@@ -14,8 +14,7 @@ from gensar_lib.data.schema import DataError, DataWarning
 
 def _profile(args: argparse.Namespace) -> Profile:
     """``--profile`` with its ``--set section.field=value`` overrides (recorded in run provenance as the command)."""
-    profile = load_profile(args.profile)
-    return with_overrides(profile, dict(parse_override(text) for text in args.set)) if args.set else profile
+    return with_overrides(load_profile(args.profile), dict(parse_override(text) for text in args.set))
 
 
 def _stats(args: argparse.Namespace) -> None:
@@ -126,14 +125,19 @@ def _ablation(args: argparse.Namespace) -> None:
 
     profile = _profile(args)
     prepared = prepare_data(args.dataset, profile)
-    earlier = read_results(args.extend, profile, prepared.dataset.name) if args.extend and args.extend.exists() else None
+    earlier = (read_results(args.extend, profile, prepared.dataset.name)
+               if args.extend and args.extend.exists() else None)
     from gensar_lib.devices import is_main_process
 
-    def save(runs: list[dict]) -> None:  # --extend: the file holds every finished run, even if this one stops
+    def write_extended(made: AblationResult) -> AblationResult:  # --extend FILE: FILE's runs and those made now
+        merged = extend(earlier, made)
+        write_json(args.extend, merged.as_dict())
+        return merged
+
+    def save(runs: list[dict]) -> None:  # the file holds every finished run, even if this command stops
         if args.extend and is_main_process():
-            made = AblationResult(prepared.dataset.name, profile.name, runs, profile_key=fingerprint(profile),
-                                  provenance=provenance(args.argv))
-            write_json(args.extend, extend(earlier, made).as_dict())
+            write_extended(AblationResult(prepared.dataset.name, profile.name, runs, profile_key=fingerprint(profile),
+                                          provenance=provenance(args.argv)))
 
     result = run_ablation(prepared, profile, args.seeds, _methods(args), all_seeds=args.all_seeds, done=earlier,
                           on_run=save)
@@ -141,8 +145,8 @@ def _ablation(args: argparse.Namespace) -> None:
         return
     result.provenance = provenance(args.argv)
     if args.extend:
-        result = extend(earlier, result)
-        print(f"wrote {write_json(args.extend, result.as_dict())} ({len(result.runs)} runs)")
+        result = write_extended(result)
+        print(f"wrote {args.extend} ({len(result.runs)} runs)")
     for path in write_ablation(args.out, result):
         print(f"wrote {path}")
     if args.commit:

@@ -243,8 +243,10 @@ def test_ablation_extend_trains_only_the_missing_runs_and_saves_after_each(tiny_
     assert calls == [("semantic", 0)]  # random seed 0 and the baselines came from the file
     assert sorted(r["method"] for r in second["runs"]) == ["bm25", "dense", "popularity", "random", "sasrec",
                                                            "semantic"]
-    assert [r for r in second["runs"] if r["method"] == "random"] == [r for r in first["runs"] if r["method"] == "random"]
-    assert second["hparams"] == first["hparams"] and second["provenance"]["earlier"][0]["date"] == first["provenance"]["date"]
+    random_runs = [[r for r in report["runs"] if r["method"] == "random"] for report in (first, second)]
+    assert random_runs[0] == random_runs[1]
+    assert second["hparams"] == first["hparams"]
+    assert second["provenance"]["earlier"][0]["date"] == first["provenance"]["date"]
     assert saved == [6, 6]  # after the semantic run (an interrupted command keeps it), and at the end
     other = base + ["--set", "train.lr=1e-4", "--methods", "random", "--out", str(tmp_path / "c")]
     assert main(other) == 2  # another recipe's results: refused before any work
