@@ -7,7 +7,10 @@ Run from the repository root::
 
 Each candidate is the ``small`` profile with the paper-style recipe it had before issue 10
 (:data:`PAPER_STYLE`: paraphrased prompts over 5 events, every task family, dropout 0.1, clipping at
-1.0) and a few fields overridden (:data:`CANDIDATES`); "small profile" is today's profile. It is
+1.0) and a few fields overridden (:data:`CANDIDATES`); "small profile" is today's profile. Since
+2026-12-03 that profile warms up over 5% of its steps and smooths labels by 0.1, so the candidates that
+add those two levers now equal it; their lines committed before then (README, "Measured" of 2026-12-02
+and 2026-12-03) were the profile of 2026-12-02 (warm-up 1%, no smoothing, 3,200 steps) plus the lever. It is
 trained with ``gensar_lib.pipeline.train_generative`` (the artifact cache keys it, so a rerun only
 plots) for ``--steps`` optimiser steps over all training instructions, validated every
 ``--eval-every`` steps on the profile's validation users (mean NDCG@5 of both tasks, the

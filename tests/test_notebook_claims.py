@@ -128,15 +128,17 @@ CLAIMED = {
     ],
     # the slower tier: thresholds below the values of README's "Measured" (2026-12-01)
     ("05_t5_training", "small", "synthetic"): [
-        ("the small model's sampled HR@10 (measured 0.478 / 0.556)",
-         lambda v: v["rec_sampled_hr10"] >= 0.42 and v["search_sampled_hr10"] >= 0.5),
+        ("the small model's sampled HR@10 (measured 0.486 / 0.582; issue 10's target 0.5 on both tasks is met on "
+         "search only)",
+         lambda v: v["rec_sampled_hr10"] >= 0.45 and v["search_sampled_hr10"] >= 0.5),
         ("the loss is the response tokens' cross-entropy", lambda v: v["loss_by_hand_error"] < 1e-4),
         ("the readable beam search returns the fast engine's items", lambda v: v["readable_equals_fast"]),
     ],
     ("05_t5_training", "small", "Office"): [
-        ("the small model on Office (measured sampled 0.268 / 0.378, full 0.052 / 0.134)",
-         lambda v: v["rec_sampled_hr10"] >= 0.25 and v["search_sampled_hr10"] >= 0.32
-         and v["rec_full_hr10"] >= 0.05 and v["search_full_hr10"] >= 0.07),
+        ("the small model on Office reaches issue 10's targets (measured sampled 0.314 / 0.446, full 0.070 / 0.172; "
+         "targets sampled 0.30 on both tasks, full 0.05 / 0.15)",
+         lambda v: v["rec_sampled_hr10"] >= 0.30 and v["search_sampled_hr10"] >= 0.30
+         and v["rec_full_hr10"] >= 0.05 and v["search_full_hr10"] >= 0.15),
     ],
 }
 
