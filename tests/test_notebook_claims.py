@@ -128,9 +128,9 @@ CLAIMED = {
     ],
     # the slower tier: thresholds below the values of README's "Measured" (2026-12-01)
     ("05_t5_training", "small", "synthetic"): [
-        ("the small model's sampled HR@10 (measured 0.486 / 0.582; issue 10's target 0.5 on both tasks is met on "
-         "search only)",
-         lambda v: v["rec_sampled_hr10"] >= 0.45 and v["search_sampled_hr10"] >= 0.5),
+        ("the small model's sampled HR@10 (measured 0.454-0.486 / 0.582-0.642 on two machines; issue 10's target "
+         "0.5 on both tasks is met on search only)",
+         lambda v: v["rec_sampled_hr10"] >= 0.42 and v["search_sampled_hr10"] >= 0.5),
         ("the loss is the response tokens' cross-entropy", lambda v: v["loss_by_hand_error"] < 1e-4),
         ("the readable beam search returns the fast engine's items", lambda v: v["readable_equals_fast"]),
     ],
