@@ -297,3 +297,48 @@ def test_config_leaf_limit_matches_vocabulary():
     full = replace(profile.data.synthetic, n_leaves=len(vocabulary_leaves()))
     check_profile(replace(profile, data=replace(profile.data, synthetic=full)))  # accepted
     assert build_synthetic_world(replace(full, n_users=5)).dataset.n_items == full.n_leaves * full.items_per_leaf
+
+
+# ---------------------------------------------------------------- the generator's exact law
+def _draws(world, user: int, history: list[int], n: int, search: bool) -> list:
+    """``n`` draws of the simulator's next step for ``user`` after ``history`` (items, or (item, query))."""
+    from gensar_lib.data.synthetic import _Simulator
+
+    sim = _Simulator(world, world.config, np.random.default_rng(7))
+    state = sim.user(user)
+    state.history = list(history)
+    return [sim.search_step(state) if search else sim.rec_step(state) for _ in range(n)]
+
+
+def _tv(a: np.ndarray, b: np.ndarray) -> float:
+    return 0.5 * float(np.abs(a - b).sum())
+
+
+@pytest.mark.parametrize("cut", [0, 5])
+def test_rec_law_is_what_the_simulator_draws(world, cut):
+    from gensar_lib.data.synthetic import next_event_law
+
+    history = [e.item for e in world.dataset.sequences[3][:cut]]
+    law = next_event_law(world, 3, history)
+    assert law.shape == (world.n_items,) and law.sum() == pytest.approx(1.0)
+    freq = np.bincount(_draws(world, 3, history, 20000, search=False), minlength=world.n_items) / 20000
+    other = next_event_law(world, 4, [e.item for e in world.dataset.sequences[4][:6]])
+    assert _tv(freq, law) < 0.04 < _tv(freq, other)
+
+
+def test_search_law_is_what_the_simulator_draws_given_the_query(world):
+    from collections import Counter
+
+    from gensar_lib.data.synthetic import next_event_law
+
+    history = [e.item for e in world.dataset.sequences[5][:6]]
+    draws = _draws(world, 5, history, 20000, search=True)
+    query, n = Counter(q for _, q in draws).most_common(1)[0]
+    assert n > 1000
+    freq = np.bincount([i for i, q in draws if q == query], minlength=world.n_items) / n
+    law = next_event_law(world, 5, history, query)
+    assert law.sum() == pytest.approx(1.0) and set(np.flatnonzero(freq)) <= set(np.flatnonzero(law))
+    blind = next_event_law(world, 5, history)  # the recommendation law ignores the query
+    assert _tv(freq, law) < 0.04 < _tv(freq, blind)
+    with pytest.raises(ValueError, match="never writes the query"):
+        next_event_law(world, 5, history, "no such query")

@@ -47,12 +47,16 @@ import re
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import scipy.sparse as sp
 
 from gensar_lib.config import ConfigError, SyntheticConfig, as_dict
 from gensar_lib.data.schema import Dataset, Event, Item, validate
+
+if TYPE_CHECKING:
+    from gensar_lib.data.splits import Case
 
 VOCABULARY_FILE = Path(__file__).with_name("synthetic_vocabulary.json")
 
@@ -477,6 +481,81 @@ class _Simulator:
                                             * user.in_bundles[relevant])
         return _pick(rng, relevant, weights), query
 
+    # The exact laws of the two steps above, item by item (kept beside them: change one, change both).
+
+    def _pool_law(self, user: _User, pool: np.ndarray) -> np.ndarray:
+        """What ``rec_step`` draws from ``pool``: popularity-weighted, the last item excluded."""
+        weights = self.w.popularity[pool] * (pool != user.history[-1]) if user.history else self.w.popularity[pool]
+        weights = weights if weights.sum() > 0 else self.w.popularity[pool]
+        law = np.zeros(self.w.n_items)
+        np.add.at(law, pool, weights / weights.sum())
+        return law
+
+    def collab_law(self, user: _User) -> np.ndarray | None:
+        """The law of :meth:`collab_next` (None where it returns None)."""
+        last = user.history[-1] if user.history else None
+        pool = self.w.next_items[last] if last is not None else ()
+        pool = pool if len(pool) else user.start_items
+        if not len(pool):
+            return None
+        law = np.zeros(self.w.n_items)
+        np.add.at(law, pool, self.w.popularity[pool] / self.w.popularity[pool].sum())
+        return law
+
+    def _branch_weights(self, user: _User) -> tuple[np.ndarray | None, float]:
+        """The collaborative law and the probability left for the taste branch after noise and it."""
+        collab = self.collab_law(user)
+        rest = 1.0 - self.cfg.noise
+        return collab, rest * (1.0 - self.cfg.collab_strength) if collab is not None else rest
+
+    def rec_law(self, user: _User) -> np.ndarray:
+        """The probability of each item being :meth:`rec_step`'s draw for ``user``."""
+        w, cfg = self.w, self.cfg
+        collab, rest = self._branch_weights(user)
+        law = np.full(w.n_items, cfg.noise / w.n_items)
+        if collab is not None:
+            law += (1.0 - cfg.noise) * cfg.collab_strength * collab
+        if user.history:
+            recent = user.history[-RECENT_WINDOW:]
+            for r in recent:
+                law += rest * TEXT_STEP_SHARE / len(recent) * self._pool_law(user, self.leaf_items[w.item_leaf[r]])
+            rest *= 1.0 - TEXT_STEP_SHARE
+        return law + rest * self._pool_law(user, user.taste_items)
+
+    @cached_property
+    def _query_forms(self) -> tuple[np.ndarray, ...]:
+        """Per item: its noun, "brand noun", "look noun" and "feature noun" (what :meth:`query_for` writes)."""
+        w = self.w
+        nouns = [w.leaf_names[leaf] for leaf in w.item_leaf]
+        brands = [f"{item.brand.lower()} {noun}" for item, noun in zip(w.dataset.items, nouns)]
+        looks = [f"{a[0]} {noun}" for a, noun in zip(w.item_attributes, nouns)]
+        features = [f"{a[1]} {noun}" for a, noun in zip(w.item_attributes, nouns)]
+        return tuple(np.array(x) for x in (nouns, brands, looks, features))
+
+    def query_law(self, query: str) -> np.ndarray:
+        """The probability that :meth:`query_for` writes ``query`` for each item."""
+        nouns, brands, looks, features = self._query_forms
+        other = 1.0 - NOUN_QUERY_SHARE
+        return (NOUN_QUERY_SHARE * (nouns == query) + other * BRAND_QUERY_SHARE * (brands == query)
+                + other * (1.0 - BRAND_QUERY_SHARE) * 0.5 * ((looks == query) + (features == query)))
+
+    def search_law(self, user: _User, query: str) -> np.ndarray:
+        """The probability of each item being :meth:`search_step`'s click, given that it wrote ``query``."""
+        w, cfg = self.w, self.cfg
+        collab, rest = self._branch_weights(user)
+        q_item = self.query_law(query)
+        joint = cfg.noise / w.n_items * q_item
+        if collab is not None:
+            joint += (1.0 - cfg.noise) * cfg.collab_strength * collab * q_item
+        q_taste = np.mean([q_item[self.leaf_items[leaf]].mean() for leaf in user.taste_leaves])
+        relevant = w.matching_items(query)
+        if q_taste > 0 and len(relevant):
+            weights = w.popularity[relevant] * (1.0 + BUNDLE_CLICK_BOOST * cfg.collab_strength * user.in_bundles[relevant])
+            np.add.at(joint, relevant, rest * q_taste * weights / weights.sum())
+        if joint.sum() <= 0:
+            raise ValueError(f"the synthetic world never writes the query {query!r}")
+        return joint / joint.sum()
+
     def query_for(self, item: int) -> str:
         """A lower-case query naming the item's leaf and maybe one of its attributes or brand."""
         rng, w = self.rng, self.w
@@ -524,6 +603,26 @@ def _simulate(world: SyntheticWorld, cfg: SyntheticConfig,
     sim = _Simulator(world, cfg, rng)
     users = [f"U{u:05d}" for u in range(cfg.n_users)]
     return users, [sim.sequence(u) for u in range(cfg.n_users)]
+
+
+def next_event_law(world: SyntheticWorld, user: int, history: list[int], query: str | None = None) -> np.ndarray:
+    """The generator's probability of each item as ``user``'s next event after ``history`` (item indices): a
+    recommendation when ``query`` is None, else the click of a search for ``query``.
+
+    It knows the user's planted tastes, which a model can only infer from the history, so ranking the
+    held-out cases by it bounds what any model can score on this world (notebook 05_t5_training,
+    ``benchmarks/synthetic_ceiling.py``).
+    """
+    sim = _Simulator(world, world.config, np.random.default_rng(0))
+    state = sim.user(user)
+    state.history = list(history)
+    return sim.rec_law(state) if query is None else sim.search_law(state, query)
+
+
+def law_scores(world: SyntheticWorld, cases: list[Case]) -> np.ndarray:
+    """[n_cases, n_items]: each case's :func:`next_event_law` (notebook 05_t5_training), a score matrix for
+    ``evaluation.evaluate_scorer``."""
+    return np.stack([next_event_law(world, c.user, [e.item for e in c.history], c.target.query) for c in cases])
 
 
 # --------------------------------------------------------------------------
