@@ -88,3 +88,14 @@ def test_a_seed_reseeds_the_candidate_and_seed_0_is_the_profile_as_it_is():
     seeded = budget_curves.candidate_profile(name, 3200, 800, seed=1)
     assert seeded.seed == 1 and plain.seed == load_profile("small").seed == 0
     assert seeded.train == plain.train and plain.train.warmup_ratio == 0.05 and plain.train.label_smoothing == 0.1
+
+
+def test_every_candidate_builds_a_profile_and_can_be_named_on_the_command_line():
+    """``--candidates`` is comma-separated, so no name may hold a comma; every override must be a profile field."""
+    for name in budget_curves.CANDIDATES:
+        assert "," not in name, name
+        budget_curves.candidate_profile(name, 3200, 800)
+    steps = budget_curves.candidate_profile("small profile + 5800 steps", 3200, 800).train
+    assert (steps.max_steps, steps.eval_every) == (5800, 1450)  # its own budget, whatever --steps says
+    mix = budget_curves.candidate_profile("small profile + NRIP x2", 3200, 800).train.task_mix
+    assert dict(mix)["NRIP"] == 2 * dict(mix)["NSIP"]
