@@ -68,6 +68,11 @@ def training_successors(world: SyntheticWorld, train: list[Case], min_count: int
     return dataclasses.replace(world, next_items=[np.array(sorted(f), dtype=np.int64) for f in followers])
 
 
+def task_law(worlds: dict[str, SyntheticWorld]):
+    """A scorer for ``evaluate_scorer`` that ranks each task's cases by the law of that task's world."""
+    return lambda task_cases: law_scores(worlds[task_cases[0].task], task_cases)
+
+
 def row(name: str, metrics: Metrics) -> str:
     cells = [f"{metrics[t][p]['HR@10']:.3f} / {metrics[t][p]['NDCG@10']:.3f}" for t, p in COLUMNS]
     return f"{name:<28}" + "".join(f"{c:>17}" for c in cells)
@@ -86,10 +91,9 @@ def main() -> None:
     ceiling = evaluate_scorer(lambda task_cases: law_scores(world, task_cases), cases, candidates)
     # one user has one test case per task, with the same history up to the other task's target
     read = {task: history_tastes(world, [c for c in cases if c.task == task]) for task in ("rec", "search")}
-    reachable = evaluate_scorer(lambda task_cases: law_scores(read[task_cases[0].task], task_cases), cases, candidates)
+    reachable = evaluate_scorer(task_law(read), cases, candidates)
     learned = {task: training_successors(w, prepared.split.train, args.min_count) for task, w in read.items()}
-    learnable = evaluate_scorer(lambda task_cases: law_scores(learned[task_cases[0].task], task_cases), cases,
-                                candidates)
+    learnable = evaluate_scorer(task_law(learned), cases, candidates)
     print(f"synthetic world, profile {args.profile}, {args.part}: {len(cases)} cases of "
           f"{len({c.user for c in cases})} users; HR@10 / NDCG@10")
     print(f"{'':<28}" + "".join(f"{t + ' ' + q:>17}" for t, q in COLUMNS))
