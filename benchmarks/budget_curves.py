@@ -7,10 +7,11 @@ Run from the repository root::
 
 Each candidate is the ``small`` profile with the paper-style recipe it had before issue 10
 (:data:`PAPER_STYLE`: paraphrased prompts over 5 events, every task family, dropout 0.1, clipping at
-1.0) and a few fields overridden (:data:`CANDIDATES`); "small profile" is today's profile. Since
-2026-12-03 that profile warms up over 5% of its steps and smooths labels by 0.1, so the candidates that
-add those two levers now equal it; their lines committed before then (README, "Measured" of 2026-12-02
-and 2026-12-03) were the profile of 2026-12-02 (warm-up 1%, no smoothing, 3,200 steps) plus the lever. It is
+1.0, warm-up 1%, no label smoothing, weight decay 1e-7) and a few fields overridden (:data:`CANDIDATES`);
+"small profile" is today's profile. Since 2026-12-03 that profile warms up over 5% of its steps and smooths
+labels by 0.1, and since 2026-12-06 its weight decay is 0.1, so the candidates that add those levers to it
+now equal it; their lines committed before then (README, "Measured" of 2026-12-02 to 2026-12-04) were the
+profile of that day plus the lever. It is
 trained with ``gensar_lib.pipeline.train_generative`` (the artifact cache keys it, so a rerun only
 plots) for ``--steps`` optimiser steps over all training instructions, validated every
 ``--eval-every`` steps on the profile's validation users (mean NDCG@5 of both tasks, the
@@ -50,7 +51,8 @@ OFFICE_DIR = REPO_ROOT.parent / "shared" / "data" / "amazon-office"
 # The paper-style recipe the small profile had before issue 10 (the candidates' base, so that the
 # committed curves keep their meaning when the profile changes).
 PAPER_STYLE: dict[str, Any] = {"model.dropout_rate": 0.1, "train.grad_clip": 1.0, "train.history_length": 5,
-                               "train.prompts": "paraphrases", "train.task_mix": None}
+                               "train.prompts": "paraphrases", "train.task_mix": None, "train.warmup_ratio": 0.01,
+                               "train.label_smoothing": 0.0, "train.weight_decay": 1e-7}
 
 
 def profile_values(keys) -> dict[str, Any]:

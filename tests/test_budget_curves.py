@@ -47,6 +47,16 @@ def test_the_identifier_entry_is_no_profile_field():
     assert budget_curves.identifiers_path("before_issue11", "office").parent == REPO_ROOT / "benchmarks" / "data"
 
 
+def test_the_small_profile_candidate_is_the_profile_and_the_paper_style_base_keeps_the_papers_optimiser():
+    small = load_profile("small")
+    steps = small.train.max_steps
+    for name in ("small profile", "small profile + warm-up 5% + label smoothing 0.1", "small profile + weight decay 0.1"):
+        assert budget_curves.candidate_profile(name, steps, small.train.eval_every) == small, name
+    base = budget_curves.candidate_profile("baseline", steps, small.train.eval_every).train
+    assert (base.warmup_ratio, base.label_smoothing, base.weight_decay) == (0.01, 0.0, 1e-7)
+    assert small.train.weight_decay == 0.1
+
+
 def test_the_comparison_is_written_where_notebook_06_reads_it(tmp_path, monkeypatch):
     """The writer names the file after the dataset's own name, as ``ablation.downstream_path`` does, even when
     the folder is named otherwise (``amazon-beauty`` holds the dataset ``Beauty``)."""
