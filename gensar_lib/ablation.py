@@ -357,7 +357,7 @@ def extend(earlier: AblationResult | None, now: AblationResult) -> AblationResul
     sessions = [*earlier.provenance.get("earlier", []),
                 {k: v for k, v in earlier.provenance.items() if k != "earlier"}]
     return replace(now, runs=runs, hparams=now.hparams or earlier.hparams,
-                   provenance={**now.provenance, "earlier": sessions})
+                   structure=now.structure or earlier.structure, provenance={**now.provenance, "earlier": sessions})
 
 
 def combine(now: AblationResult, committed: AblationResult | None) -> AblationResult:

@@ -160,6 +160,7 @@ def test_variant_identifiers(tiny_prepared, session_cache):
 
 def test_extend_keeps_earlier_runs_with_their_dates_and_read_results_refuses_another_recipe(tmp_path):
     earlier = _result([_run("gensar", 0, 0.2, 0.4), _run("semantic", 0, 0.1, 0.5)], hparams=[{"codebook_size": 8}],
+                      structure={"gensar": {"gensar_a": {"ami_leaf": 0.5}}},
                       provenance={"date": "2026-12-03 07:00 UTC", "command": "first"})
     now = _result([_run("gensar", 1, 0.3, 0.5), _run("semantic", 0, 0.15, 0.5)],
                   provenance={"date": "2026-12-04 07:00 UTC", "command": "second"})
@@ -167,7 +168,7 @@ def test_extend_keeps_earlier_runs_with_their_dates_and_read_results_refuses_ano
     assert [(r["method"], r["seed"], r["made"]) for r in both.runs] == [
         ("gensar", 0, "2026-12-03 07:00 UTC"), ("gensar", 1, "2026-12-04 07:00 UTC"),
         ("semantic", 0, "2026-12-04 07:00 UTC")]  # a run made again replaces the earlier one
-    assert both.hparams == earlier.hparams
+    assert both.hparams == earlier.hparams and both.structure == earlier.structure  # kept by a save after each run
     assert both.provenance["command"] == "second" and both.provenance["earlier"] == [earlier.provenance]
     assert [r["source"] for r in ablation.combine(_result([]), both).runs] == [
         "loaded (2026-12-03 07:00 UTC)", "loaded (2026-12-04 07:00 UTC)", "loaded (2026-12-04 07:00 UTC)"]
