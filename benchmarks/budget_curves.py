@@ -101,10 +101,11 @@ CANDIDATES.update({
     "small profile + warm-up 5% + label smoothing 0.1 + batch 128": {
         **WARM_SMOOTH, "train.batch_size": 128, "train.lr": 4.2e-3, "train.max_steps": 1600, "train.eval_every": 400},
 })
-# levers for the synthetic world's recommendation target (2026-12-04): today's profile (which has warm-up 5% and
-# label smoothing 0.1) with twice the NRIP instructions, one more event of each task, dropout over its ~20 epochs,
-# or the steps that fill the 10-minute limit there (its own step budget, whatever --steps says), or weight decay
-# against the decline after step 4,350 of that longer run (seed 0)
+# levers for the synthetic world's recommendation target (2026-12-04): the profile (then warm-up 5% and label
+# smoothing 0.1; since 2026-12-06 also weight decay 0.1, so the first lever equals it) with weight decay against
+# the decline after step 4,350 of the longer run, twice the NRIP instructions, one more event of each task,
+# dropout over its ~20 epochs, or the steps that fill the 10-minute limit there (its own step budget, whatever
+# --steps says)
 CANDIDATES.update({
     "small profile + weight decay 0.1": {**SMALL_RECIPE, "train.weight_decay": 0.1},
     "small profile + NRIP x2": {**SMALL_RECIPE, "train.task_mix": (("NRIP", 2.0), ("NSIP", 1.0))},
