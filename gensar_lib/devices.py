@@ -70,6 +70,14 @@ def processes(device: torch.device | None = None) -> PartialState | None:
     return PartialState(cpu=(device or resolve_device()).type == "cpu")
 
 
+def end_processes() -> None:
+    """Destroy the launcher's process group, when one was started, before the process exits: a gloo group
+    left to the interpreter's exit can abort a rank after its work is done (``terminate called without an
+    active exception``), and the launcher then reports the run as failed."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
+
+
 def is_main_process() -> bool:
     """True in the process that writes shared files: the only one, or rank 0 under a launcher."""
     state = processes()

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from gensar_lib.config import REPO_ROOT, ConfigError, fingerprint, load_profile
-from gensar_lib.devices import resolve_device
+from gensar_lib.devices import end_processes, resolve_device
 from gensar_lib.stages import STAGES
 
 
@@ -51,3 +51,11 @@ def test_the_device_field_leaves_the_committed_ablation_current():
     committed = json.loads((REPO_ROOT / "figures" / "06_identifier_ablation" / "ablation_synthetic_small.json")
                            .read_text())
     assert committed["profile_key"] == fingerprint(load_profile("small", device="cpu"))
+
+
+def test_end_processes_destroys_the_process_group_and_does_nothing_without_one(tmp_path):
+    end_processes()  # no group: nothing to do
+    torch.distributed.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    assert torch.distributed.is_initialized()
+    end_processes()
+    assert not torch.distributed.is_initialized()
