@@ -289,11 +289,6 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 128 + signal.SIGINT
-    finally:
-        if "torch" in sys.modules:  # a launcher's process group exists only where torch was imported
-            from gensar_lib.devices import end_processes
-
-            end_processes()
     return 0
 
 

@@ -13,6 +13,7 @@ data-parallel through Accelerate and evaluation decodes a share of the cases in 
 """
 from __future__ import annotations
 
+import atexit
 import os
 import re
 from typing import TYPE_CHECKING
@@ -71,11 +72,14 @@ def processes(device: torch.device | None = None) -> PartialState | None:
 
 
 def end_processes() -> None:
-    """Destroy the launcher's process group, when one was started, before the process exits: a gloo group
+    """Destroy the launcher's process group, when one was started (registered to run at exit): a gloo group
     left to the interpreter's exit can abort a rank after its work is done (``terminate called without an
     active exception``), and the launcher then reports the run as failed."""
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         torch.distributed.destroy_process_group()
+
+
+atexit.register(end_processes)  # every process that can start a group (through this module) ends it
 
 
 def is_main_process() -> bool:

@@ -17,7 +17,6 @@ from pathlib import Path
 import torch
 
 from gensar_lib import config
-from gensar_lib.devices import end_processes
 
 WORDS = ["red pen", "blue stapler", "desk lamp", "paper clips", "black ink", "office chair",
          "sticky notes", "file folder", "glue stick", "white board"]
@@ -54,6 +53,5 @@ if __name__ == "__main__":
     torch.set_num_threads(1)
     if sys.argv[1] == "steps":
         steps(Path(sys.argv[2]))
-        end_processes()
     else:
         sys.exit(cli(int(sys.argv[2]), sys.argv[3:]))

@@ -1,5 +1,7 @@
 """The one device setting (gensar_lib.devices): resolution, clear errors, and no cache key depends on it."""
 import json
+import subprocess
+import sys
 from dataclasses import replace
 
 import pytest
@@ -59,3 +61,15 @@ def test_end_processes_destroys_the_process_group_and_does_nothing_without_one(t
     assert torch.distributed.is_initialized()
     end_processes()
     assert not torch.distributed.is_initialized()
+
+
+def test_a_process_that_imports_the_module_ends_its_group_at_exit(tmp_path):
+    """The group is destroyed by the exit handler (it runs before a handler registered ahead of the import)."""
+    script = (f"import atexit, torch\n"
+              f"atexit.register(lambda: print('group at exit:', torch.distributed.is_initialized()))\n"
+              f"import gensar_lib.devices\n"
+              f"torch.distributed.init_process_group('gloo', init_method='file://{tmp_path / 'store'}', rank=0, "
+              f"world_size=1)\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "group at exit: False"
