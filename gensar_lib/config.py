@@ -175,6 +175,24 @@ class AblationConfig:
 
 
 @dataclass(frozen=True)
+class BaselineConfig:
+    """The learned baselines, a personalised search model and a joint model (notebook 06_identifier_ablation;
+    ``baselines.neural``): a small transformer over the last ``history_length`` events, trained for at most
+    ``epochs`` epochs, stopped after ``patience`` epochs without a better validation score."""
+
+    dim: int = 64
+    layers: int = 2
+    heads: int = 2
+    history_length: int = 10
+    dropout: float = 0.0
+    epochs: int = 15
+    patience: int = 4
+    batch_size: int = 256
+    lr: float = 2e-3
+    weight_decay: float = 0.01
+
+
+@dataclass(frozen=True)
 class Profile:
     """One named set of hyper-parameters for every stage."""
 
@@ -186,6 +204,7 @@ class Profile:
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     ablation: AblationConfig = field(default_factory=AblationConfig)
+    baselines: BaselineConfig = field(default_factory=BaselineConfig, metadata=KEYLESS_DEFAULT)
     seed: int = 0
     # where every stage computes: auto | cpu | cuda | cuda:N (gensar_lib.devices.resolve_device); in no cache key
     device: str = "auto"
@@ -205,6 +224,7 @@ def _tiny() -> Profile:
         train=TrainConfig(epochs=15, batch_size=32, lr=3e-3, history_length=3),
         eval=EvalConfig(beam_size=10, max_eval_users=100),
         ablation=AblationConfig(epochs=8),  # eight T5 runs in CI: about half of notebook 05's budget each
+        baselines=BaselineConfig(dim=32, layers=1, history_length=5, epochs=8),
     )
 
 
@@ -386,11 +406,16 @@ def as_dict(obj: Any) -> Any:
     return json.loads(json.dumps(dataclasses.asdict(obj), sort_keys=True))
 
 
+def _default(f: dataclasses.Field) -> Any:
+    """A dataclass field's default value (made by its factory where it has one)."""
+    return f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+
+
 def _key_view(obj: Any) -> Any:
     """``dataclasses.asdict`` without the :data:`KEYLESS_DEFAULT` fields that hold their default."""
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         return {f.name: _key_view(getattr(obj, f.name)) for f in dataclasses.fields(obj)
-                if not (f.metadata.get("keyless_default") and getattr(obj, f.name) == f.default)}
+                if not (f.metadata.get("keyless_default") and getattr(obj, f.name) == _default(f))}
     if isinstance(obj, (list, tuple)):
         return [_key_view(v) for v in obj]
     return obj

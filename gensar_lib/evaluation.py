@@ -93,6 +93,13 @@ def evaluate_scores(
     return out
 
 
+def selection_score(scores: np.ndarray, cases: Sequence[Case], candidates: np.ndarray) -> float:
+    """NDCG@10 of a score matrix on (validation) cases, the mean of the sampled and the full-ranking
+    protocol: how a baseline chooses its fusion weight or its epoch (notebook 06)."""
+    result = evaluate_scores(scores, cases, candidates)
+    return float(np.mean([result[p]["NDCG@10"] for p in PROTOCOLS]))
+
+
 def evaluate_scorer(score: Callable[[list[Case]], np.ndarray], cases: Sequence[Case],
                     candidates: np.ndarray) -> Metrics:
     """Both protocols per task for a scorer (cases -> [n_cases, n_items] scores); a task without

@@ -67,6 +67,9 @@ STAGES: dict[str, Stage] = {s.name: s for s in (
           runs=("gensar_lib.pipeline",)),
     Stage("t5", reads=("model", "train", "eval", "seed"), consumes=("data", "rqvae"),
           runs=("gensar_lib.pipeline",)),
+    # the learned baselines (baselines.neural): queries are encoded with the semantic encoder's settings
+    Stage("learned_baseline", reads=("baselines", "embeddings.encoder", "embeddings.max_seq_length", "seed"),
+          consumes=("data", "semantic_embeddings"), runs=("gensar_lib.baselines.neural",)),
     # a run's whole profile (``ablation.run_profile`` has already applied the ablation's overrides)
     Stage("ablation_run", reads=("data", "embeddings", "quantize", "model", "train", "eval", "seed"),
           consumes=("data", "rqvae", "t5"), runs=("gensar_lib.ablation",)),

@@ -1,46 +1,31 @@
-"""Non-generative baselines for both tasks, under GenSAR's protocol; taught in notebook 06_identifier_ablation.
-
-The paper (arXiv 2504.05730, Fig. 1 and its main results tables) compares GenSAR with many
-published models: sequential recommenders (SASRec, BERT4Rec, ...), personalised
-search models, joint search-and-recommendation models (UniSAR, ...) and
-generative ones. *Departure from the paper*: this suite keeps four simple
-representatives, each scoring EVERY item for EVERY case of BOTH tasks, so each
-gets a point on Fig. 1 (search performance against recommendation performance):
+"""The counting and text baselines, each a score for every item in every case of both tasks (notebook 06_identifier_ablation).
 
 - ``popularity``: how often each item is a training target of the case's task
   (``popularity_scores``); the same row for every case of a task.
-- ``sasrec``: the cached SASRec (the suite's UniSAR stand-in,
-  ``embeddings.cached_sasrec``) scores items after the user's recommendation
-  history. For search cases it IGNORES THE QUERY: it recommends, whatever was
+- ``query-popularity``: how often each item was the target of THIS EXACT QUERY in the training search
+  events (``query_popularity_scores``); ties, and queries never seen in training, fall back to search
+  popularity; recommendation cases get recommendation popularity. Search queries here are built from
+  category paths, so they are few and repeat: memorising each query's popular items is the floor any
+  search model must beat (notebook 06).
+- ``sasrec``: the cached SASRec (``embeddings.cached_sasrec``) scores items after the user's
+  recommendation history. For search cases it IGNORES THE QUERY: it recommends, whatever was
   asked. A case without recommendation history gets a row of zeros.
-- ``bm25``: BM25 (bm25s, ``data.candidates.BM25Index``) over item title +
-  description. Search cases: the query. Recommendation cases (content-based):
-  the text of the user's last history item (the last event of the history, of
-  either task) is the query. No history: a row of zeros.
-- ``dense``: dense retrieval with the sentence encoder of the semantic item
-  embeddings (``embeddings.cached_semantic_embeddings``); the score is the
-  cosine of the query embedding with each item embedding. Recommendation cases:
-  the last history item's embedding is the query. *Departure*: MiniLM
-  (all-MiniLM-L6-v2, offline) by default, where the paper's semantic encoder
-  is BGE (bge-base-en-v1.5). Queries are encoded in batches, each distinct
-  string once per process.
+- ``bm25``: BM25 (bm25s, ``data.candidates.BM25Index``) over item title + description. Search cases:
+  the query. Recommendation cases (content-based): the text of the user's last history item (the
+  last event of the history, of either task) is the query. No history: a row of zeros.
+- ``dense``: dense retrieval with the sentence encoder of the semantic item embeddings
+  (``embeddings.cached_semantic_embeddings``); the score is the cosine of the query embedding with
+  each item embedding. Recommendation cases: the last history item's embedding is the query.
+  *Departure*: MiniLM (all-MiniLM-L6-v2, offline) by default, where the paper's semantic encoder is
+  BGE (bge-base-en-v1.5). Queries are encoded in batches, each distinct string once per process.
 
-Evaluation is GenSAR's (:mod:`gensar_lib.evaluation`): HR@1/5/10 and
-NDCG@5/10 per task, under the sampled protocol (the target among its 99
-candidate negatives) and under full ranking (all items, history not masked),
-via ``evaluation.evaluate_scorer``. Ties count against the positive, so a row
-of zeros puts the target last.
-
-**BM25 is handicapped by construction under the sampled search protocol**: the
-search candidate lists ARE BM25 hard negatives (``data/candidates.py``): the 99
-negatives are the items BM25 ranks highest for the query (among those the user
-never touched). Every item BM25 itself prefers to the target is therefore in
-the list, so BM25's sampled search rank is (nearly) its full-ranking rank: it
-gets none of the easy negatives the other methods get, and its sampled search
-numbers understate it next to theirs (on Office, tiny profile: HR@10 0.22
-sampled, 0.22 full). Compare BM25 on search under full ranking.
-Content-based recommendation also ranks the last history item itself first
-under full ranking (the history is not masked, as for the generative model).
+**BM25 is handicapped by construction under the sampled search protocol**: the search candidate
+lists ARE BM25 hard negatives (``data/candidates.py``): the 99 negatives are the items BM25 ranks
+highest for the query (among those the user never touched). Every item BM25 itself prefers to the
+target is therefore in the list, so BM25's sampled search rank is (nearly) its full-ranking rank: it
+gets none of the easy negatives the other methods get. Compare BM25 on search under full ranking.
+Content-based recommendation also ranks the last history item itself first under full ranking (the
+history is not masked, as for the generative model).
 """
 from __future__ import annotations
 
@@ -62,21 +47,10 @@ from gensar_lib.embeddings import (
     rec_items,
     sasrec_scores,
 )
-from gensar_lib.evaluation import Metrics, evaluate_scorer
-
-BASELINES: tuple[str, ...] = ("popularity", "sasrec", "bm25", "dense")
-
 
 _BM25: dict[str, BM25Index] = {}  # per prepared.key: building the index costs a second on Office
 _MAX_INDEXES = 2
 _QUERY_VECTORS: dict[tuple[str, int], dict[str, np.ndarray]] = {}  # (encoder, max_seq_length) -> query -> vector
-
-
-def check_name(name: str) -> str:
-    """``name`` if it is a known baseline, else a ValueError naming the value and the choices."""
-    if name not in BASELINES:
-        raise ValueError(f"unknown baseline {name!r}; choose one of {BASELINES}")
-    return name
 
 
 def last_history_item(case: Case) -> int | None:
@@ -116,6 +90,42 @@ def popularity_baseline(
 ) -> np.ndarray:
     """Training-target counts of each case's task (no personalisation, query ignored)."""
     return popularity_scores(prepared.dataset, prepared.split, list(cases))
+
+
+def query_key(query: str) -> str:
+    """The form in which two queries count as the same query: case and surrounding spaces ignored."""
+    return " ".join(query.lower().split())
+
+
+def query_popularity_scores(dataset: Dataset, split: Split, cases: Sequence[Case]) -> np.ndarray:
+    """Query-popularity scores [n_cases, n_items] (the search floor, notebook 06).
+
+    A search case's row ranks items by how often they were the target of the same query
+    (``query_key``) in the training search events, and breaks ties (and unseen queries) by search
+    popularity: ``log1p(count + popularity / (max popularity + 1))``, whose order is exactly that
+    rule and whose log scale suits a z-scored fusion. A recommendation case gets the same form with
+    recommendation popularity alone.
+    """
+    counts = {task: np.zeros(dataset.n_items, dtype=np.float64) for task in ("rec", "search")}
+    per_query: dict[str, np.ndarray] = {}
+    for case in split.train:
+        counts[case.task][case.target.item] += 1
+        if case.task == "search":
+            row = per_query.setdefault(query_key(case.target.query), np.zeros(dataset.n_items, dtype=np.float64))
+            row[case.target.item] += 1
+    backoff = {task: c / (c.max() + 1) for task, c in counts.items()}
+    out = np.zeros((len(cases), dataset.n_items), dtype=np.float32)
+    for row, case in enumerate(cases):
+        exact = per_query.get(query_key(case.target.query), 0.0) if case.task == "search" else 0.0
+        out[row] = np.log1p(exact + backoff[case.task])
+    return out
+
+
+def query_popularity_baseline(
+    prepared: PreparedData, profile: Profile, cases: Sequence[Case], cache: ArtifactCache | None = None
+) -> np.ndarray:
+    """Per-query training-target counts for search, popularity for recommendation (no personalisation)."""
+    return query_popularity_scores(prepared.dataset, prepared.split, list(cases))
 
 
 def sasrec_baseline(
@@ -201,52 +211,3 @@ def dense_baseline(
         if case.task == "rec" and last is not None:
             queries[row] = items[last]
     return queries @ items.T
-
-
-_SCORERS = {
-    "popularity": popularity_baseline,
-    "sasrec": sasrec_baseline,
-    "bm25": bm25_baseline,
-    "dense": dense_baseline,
-}
-
-
-def baseline_scores(
-    name: str, prepared: PreparedData, profile: Profile, cases: Sequence[Case], cache: ArtifactCache | None = None
-) -> np.ndarray:
-    """The score matrix [n_cases, n_items] of baseline ``name`` (one of ``BASELINES``)."""
-    return _SCORERS[check_name(name)](prepared, profile, list(cases), cache)
-
-
-# --------------------------------------------------------------------------------------
-# Evaluation (gensar_lib.evaluation)
-# --------------------------------------------------------------------------------------
-
-
-def evaluate_baseline(
-    name: str,
-    prepared: PreparedData,
-    profile: Profile,
-    cases: Sequence[Case],
-    candidates: np.ndarray,
-    cache: ArtifactCache | None = None,
-) -> Metrics:
-    """``{task: {protocol: summary}}`` of a baseline, as ``evaluation.evaluate_generative`` returns it."""
-    check_name(name)
-    cache = cache or ArtifactCache()
-    return evaluate_scorer(lambda task_cases: baseline_scores(name, prepared, profile, task_cases, cache),
-                           cases, candidates)
-
-
-def evaluate_baselines(
-    prepared: PreparedData,
-    profile: Profile,
-    cases: Sequence[Case],
-    candidates: np.ndarray,
-    cache: ArtifactCache | None = None,
-    names: Sequence[str] = BASELINES,
-) -> dict[str, Metrics]:
-    """``{name: evaluate_baseline(name, ...)}`` for each of ``names`` (all four by default)."""
-    for name in names:
-        check_name(name)
-    return {name: evaluate_baseline(name, prepared, profile, cases, candidates, cache) for name in names}
