@@ -9,6 +9,7 @@ import json
 import math
 import re
 
+import nbformat
 import numpy as np
 import pytest
 
@@ -16,36 +17,13 @@ from gensar_lib import checks
 from gensar_lib.config import REPO_ROOT
 from gensar_lib.student_copies import BEGIN_MARKER as BEGIN
 from gensar_lib.student_copies import END_MARKER as END
-from gensar_lib.student_copies import strip_solution
+from gensar_lib.student_copies import student_notebook
 
 NOTEBOOKS = REPO_ROOT / "notebooks"
 EXERCISE_NOTEBOOKS = ["01_embeddings", "02_residual_quantization", "03_identifiers", "04_instructions",
-                      "05_t5_training"]
-ALL_NOTEBOOKS = ["00_data", *EXERCISE_NOTEBOOKS, "06_identifier_ablation"]
+                      "05_t5_training", "06_identifier_ablation"]
 HEADING = re.compile(r"^### Exercise (\d+)\.(\d+) — \S", re.MULTILINE)
 CHECK_CALL = re.compile(r"^checks\.(check_\w+)\((\w+)\)$")
-
-# Reference solutions of notebook 06 (written by the lead); used until that notebook holds its own.
-REFERENCE_06 = {
-    "6.1": ('''
-def pareto_front(points: dict[str, tuple[float, float]]) -> set[str]:
-    """Names of the methods that no other method dominates."""
-    # BEGIN SOLUTION
-    def dominates(a, b):
-        return a[0] >= b[0] and a[1] >= b[1] and (a[0] > b[0] or a[1] > b[1])
-
-    return {name for name, p in points.items()
-            if not any(dominates(other, p) for o, other in points.items() if o != name)}
-    # END SOLUTION
-''', "pareto_front"),
-    "6.2": ('''
-def expected_collision_rate(n_items: int, n_ids: int) -> float:
-    """Expected share of items whose ID at least one other item also draws (IDs uniform at random)."""
-    # BEGIN SOLUTION
-    return 1.0 - (1.0 - 1.0 / n_ids) ** (n_items - 1)
-    # END SOLUTION
-''', "expected_collision_rate"),
-}
 
 
 # ---------------------------------------------------------------------------
@@ -64,10 +42,7 @@ def _tags(cell) -> list[str]:
 
 def notebook_exercises(name: str) -> list[dict]:
     """Every exercise of a notebook: number, heading position, solution source, function and check names."""
-    path = NOTEBOOKS / f"{name}.ipynb"
-    if not path.exists():
-        return []
-    cells = json.loads(path.read_text())["cells"]
+    cells = json.loads((NOTEBOOKS / f"{name}.ipynb").read_text())["cells"]
     found = []
     for i, cell in enumerate(cells):
         if cell["cell_type"] != "code" or "solution" not in _tags(cell):
@@ -86,7 +61,7 @@ def notebook_exercises(name: str) -> list[dict]:
 
 
 def _all_exercises() -> list[dict]:
-    return [ex for name in ALL_NOTEBOOKS for ex in notebook_exercises(name)]
+    return [ex for name in EXERCISE_NOTEBOOKS for ex in notebook_exercises(name)]
 
 
 def _define(source: str, function: str):
@@ -96,14 +71,11 @@ def _define(source: str, function: str):
 
 
 def reference(number: str):
-    """The reference solution of an exercise: from its notebook, else (notebook 06 only) from this file."""
+    """The reference solution of an exercise: the solution cell of its notebook."""
     check_name = checks.CHECKS[number].__name__
     for ex in _all_exercises():
         if ex["check"] == check_name:
             return _define(ex["source"], ex["function"])
-    if number in REFERENCE_06:
-        source, function = REFERENCE_06[number]
-        return _define(source, function)
     raise AssertionError(f"no solution cell calls checks.{check_name}")
 
 
@@ -437,10 +409,8 @@ def test_array_hints_never_show_expected_values(capsys):
 # ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", [*EXERCISE_NOTEBOOKS, "06_identifier_ablation"])
+@pytest.mark.parametrize("name", EXERCISE_NOTEBOOKS)
 def test_notebook_exercises_follow_the_convention(name):
-    if not (NOTEBOOKS / f"{name}.ipynb").exists():
-        pytest.skip(f"{name} is not written yet")
     exercises = notebook_exercises(name)
     assert len(exercises) >= 2, f"{name}: at least two exercises"
     notebook_number = int(name[:2])
@@ -474,10 +444,17 @@ def test_notebook_exercises_follow_the_convention(name):
 
 @pytest.mark.parametrize("name", EXERCISE_NOTEBOOKS)
 def test_student_copy_prints_not_done_yet(name, capsys):
-    for ex in notebook_exercises(name):
-        stub = _define(strip_solution(ex["source"], ex["number"], ex["function"]), ex["function"])
-        assert checks.CHECKS[ex["number"]](stub) is False
-        assert capsys.readouterr().out.strip().startswith(f"⏳ Exercise {ex['number']}: not done yet")
+    """In the generated student copy, each exercise cell defines a stub and its check cell says "not done yet"."""
+    exercises = notebook_exercises(name)
+    assert exercises, f"{name}: no exercises"
+    copy = student_notebook(nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4), name)
+    for ex in exercises:
+        exercise, check_cell = copy.cells[ex["index"] + 1], copy.cells[ex["check_index"] + 1]  # + the note cell
+        assert "exercise" in _tags(exercise) and BEGIN not in exercise.source, (name, ex["number"])
+        check_name, function = CHECK_CALL.match(check_cell.source.strip()).groups()
+        assert getattr(checks, check_name)(_define(exercise.source, function)) is False
+        assert capsys.readouterr().out.strip() == (
+            f"⏳ Exercise {ex['number']}: not done yet — replace the NotImplementedError in the cell above")
 
 
 @pytest.mark.parametrize("name", [*EXERCISE_NOTEBOOKS, "00_data"])

@@ -89,12 +89,13 @@ def test_every_cell_has_an_id(nb_path):
     assert len(set(ids)) == len(ids), f"{nb_path.name}: duplicate cell ids"
 
 
-def _other_committed_notebooks() -> list[Path]:
+def _other_committed_notebooks(root: Path = REPO_ROOT) -> list[Path]:
+    """Every notebook under ``root`` outside its ``notebooks/`` folder and the folders of generated ones."""
     found = []
-    for folder, subfolders, files in os.walk(REPO_ROOT):
+    for folder, subfolders, files in os.walk(root):
         subfolders[:] = [d for d in subfolders if d not in NOT_COMMITTED and not (
-            Path(folder) == REPO_ROOT and d == "data")]  # data/: datasets and the stage cache
-        if Path(folder) != NOTEBOOKS:
+            Path(folder) == root and d == "data")]  # data/: datasets and the stage cache
+        if Path(folder) != root / NOTEBOOKS.name:
             found += [Path(folder) / f for f in files if f.endswith(".ipynb")]
     return sorted(found)
 
@@ -109,21 +110,43 @@ def _order_problem(nb) -> str | None:
     return f"execution counts {counts}; clear the outputs or run it top to bottom"
 
 
-def test_the_order_rule_tells_the_cases_apart():
+def _order_problems(root: Path = REPO_ROOT) -> list[str]:
+    """``path: problem`` for every other notebook under ``root`` that breaks the rule."""
+    return [f"{path.relative_to(root).as_posix()}: {problem}" for path in _other_committed_notebooks(root)
+            if (problem := _order_problem(_read(path))) is not None]
+
+
+def test_the_order_rule_tells_the_cases_apart(tmp_path):
+    """A tree with every case: only the notebooks outside notebooks/ and the generated folders are judged, and
+    only those neither clean nor executed top to bottom are reported."""
     cell = nbformat.v4.new_code_cell
-    clean = nbformat.v4.new_notebook(cells=[cell("1"), cell("2")])
-    in_order = nbformat.v4.new_notebook(cells=[cell("1", execution_count=1), cell("2", execution_count=2)])
-    shuffled = nbformat.v4.new_notebook(cells=[cell("1", execution_count=2), cell("2", execution_count=1)])
-    partial = nbformat.v4.new_notebook(cells=[cell("1", execution_count=1), cell("2")])
-    assert _order_problem(clean) is None and _order_problem(in_order) is None
-    assert "[2, 1]" in _order_problem(shuffled) and "[1, None]" in _order_problem(partial)
+    shuffled = [cell("1", execution_count=2), cell("2", execution_count=1)]
+    tree = {
+        "docs/clean.ipynb": [cell("1"), cell("2")],
+        "docs/deep/in_order.ipynb": [cell("1", execution_count=1), cell("2", execution_count=2)],
+        "docs/shuffled.ipynb": shuffled,
+        "benchmarks/partial.ipynb": [cell("1", execution_count=1), cell("2")],
+        "top.ipynb": shuffled,
+        # not judged here: the instructor notebooks (committed clean, tested above) and generated copies
+        "notebooks/00_x.ipynb": shuffled,
+        "notebooks/executed/00_x.ipynb": shuffled,
+        "student/00_x.ipynb": shuffled,
+        "data/cache/x.ipynb": shuffled,
+        "docs/.ipynb_checkpoints/shuffled-checkpoint.ipynb": shuffled,
+    }
+    for name, cells in tree.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        nbformat.write(nbformat.v4.new_notebook(cells=cells), tmp_path / name)
+    assert _order_problems(tmp_path) == [
+        "benchmarks/partial.ipynb: execution counts [1, None]; clear the outputs or run it top to bottom",
+        "docs/shuffled.ipynb: execution counts [2, 1]; clear the outputs or run it top to bottom",
+        "top.ipynb: execution counts [2, 1]; clear the outputs or run it top to bottom",
+    ]
 
 
 def test_other_notebooks_clean_or_executed_in_order():
-    """Today no notebook outside notebooks/ is committed; any that is must pass the rule above."""
-    for path in _other_committed_notebooks():
-        problem = _order_problem(_read(path))
-        assert problem is None, f"{path.relative_to(REPO_ROOT)}: {problem}"
+    """No notebook outside notebooks/ is committed today; one that is added must pass the rule above."""
+    assert _order_problems() == []
 
 
 # (b) ---------------------------------------------------------------- parameters cell
