@@ -182,7 +182,7 @@ def _predict(args: argparse.Namespace) -> None:
 
 def _fetch(args: argparse.Namespace) -> None:
     """A pinned dataset, or the file at ``--url`` with its ``--sha256``, downloaded into ``--out`` and verified."""
-    from gensar_lib.data.fetch import Remote, check_url, fetch_dataset, fetch_file
+    from gensar_lib.fetch import Remote, check_url, fetch_dataset, fetch_file
 
     if args.url is None:
         fetched = fetch_dataset(args.name, args.out, progress=None)
@@ -197,7 +197,7 @@ def _fetch(args: argparse.Namespace) -> None:
 
 def _check_fetch(args: argparse.Namespace) -> None:
     """``fetch``: a dataset name, or ``--url`` with ``--sha256`` and ``--out``; ``--out`` is created."""
-    from gensar_lib.data.fetch import check_sha256, check_url, default_folder, pinned
+    from gensar_lib.fetch import check_sha256, check_url, default_folder, pinned
 
     if args.url is None:
         if args.name is None:

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from gensar_lib.__main__ import main
-from gensar_lib.data.fetch import (BASE_URL_ENV, DATASETS, FetchError, Remote, default_folder, fetch_dataset,
+from gensar_lib.fetch import (BASE_URL_ENV, DATASETS, FetchError, Remote, default_folder, fetch_dataset,
                                    fetch_file, remotes)
 
 GOOD = b'{"0": [0, 1, 2]}\n' * 500
