@@ -1,7 +1,9 @@
-"""Command line: ``python -m gensar_lib <command> --dataset <folder | synthetic> --profile <name>``."""
+"""Command line: ``python -m gensar_lib <command> --dataset <folder | synthetic> --profile <name>``;
+``python -m gensar_lib fetch office`` downloads the Amazon Office data."""
 from __future__ import annotations
 
 import argparse
+import shlex
 import signal
 import sys
 import warnings
@@ -178,6 +180,49 @@ def _predict(args: argparse.Namespace) -> None:
         print(f"{rank:>3}. {ds.items[item].id}  {ds.items[item].title[:80]}")
 
 
+def _fetch(args: argparse.Namespace) -> None:
+    """A pinned dataset, or the file at ``--url`` with its ``--sha256``, downloaded into ``--out`` and verified."""
+    from gensar_lib.fetch import Remote, check_url, fetch_dataset, fetch_file
+
+    if args.url is None:
+        fetched = fetch_dataset(args.name, args.out, progress=None)
+    else:
+        fetched = [fetch_file(Remote(check_url(args.url), args.url, args.sha256), args.out, progress=None)]
+    for item in fetched:
+        print(f"{item.path}: {'downloaded' if item.downloaded else 'already there'}, sha256 ok")
+    if args.url is None:
+        print("Use it with:")
+        print(f"GENSAR_DATASET={shlex.quote(str(Path(args.out).resolve()))}")
+
+
+def _check_fetch(args: argparse.Namespace) -> None:
+    """``fetch``: a dataset name, or ``--url`` with ``--sha256`` and ``--out``; ``--out`` is created."""
+    from gensar_lib.fetch import check_sha256, check_url, default_folder, pinned
+
+    if args.url is None:
+        if args.name is None:
+            raise ConfigError("fetch needs a dataset name (office) or --url URL --sha256 SUM --out FOLDER")
+        pinned(args.name)
+        if args.sha256 is not None:
+            raise ConfigError("--sha256 goes with --url; a named dataset's sums are pinned")
+        if args.out is None:
+            args.out = default_folder(args.name)
+    else:
+        if args.name is not None:
+            raise ConfigError(f"give either a dataset name ({args.name!r}) or --url, not both")
+        if args.sha256 is None:
+            raise ConfigError(f"--url {args.url!r} needs --sha256 SUM: the file's SHA-256 is what makes the "
+                              "download safe")
+        if args.out is None:
+            raise ConfigError("--url needs --out FOLDER")
+        check_url(args.url)
+        args.sha256 = check_sha256(args.sha256)
+    try:
+        check_out_dir(args.out)
+    except OSError as err:
+        raise ConfigError(f"--out {_os_message(err)}") from None
+
+
 def _methods(args: argparse.Namespace) -> tuple[str, ...] | None:
     """The ``--methods`` names (None: the profile's), each a known ablation method."""
     if args.methods is None:
@@ -192,6 +237,9 @@ def _methods(args: argparse.Namespace) -> tuple[str, ...] | None:
 
 def check_arguments(args: argparse.Namespace) -> None:
     """Everything about the arguments that can fail, checked before any work; ``--out`` is created."""
+    if args.command == "fetch":
+        _check_fetch(args)
+        return
     for flag in ("profile", "dataset"):
         if getattr(args, flag) == "":
             raise ConfigError(f"--{flag} is empty; leave it out for the default, or name one")
@@ -263,6 +311,13 @@ def parser() -> argparse.ArgumentParser:
     predict.add_argument("--user", required=True, help="a user id of the dataset")
     predict.add_argument("--query", default=None, help="a search query (default: recommend)")
     predict.add_argument("--k", type=int, default=10, help="how many items (at most the beam size)")
+    fetch = sub.add_parser("fetch", help="download a public dataset and verify its pinned SHA-256 sums")
+    fetch.set_defaults(run=_fetch)
+    fetch.add_argument("name", nargs="?", default=None, help="the dataset: office (Amazon Office, LC-Rec layout)")
+    fetch.add_argument("--out", type=Path, default=None,
+                       help="output folder (default for office: data/amazon-office in the repository)")
+    fetch.add_argument("--url", default=None, help="instead of a dataset: one file's http(s) address")
+    fetch.add_argument("--sha256", default=None, help="the SHA-256 sum the file at --url must have")
     for command in (stats, idents, trainer, ablation, predict):
         command.add_argument("--dataset", default=None, help="'synthetic' (default) or a dataset folder")
         command.add_argument("--profile", default=None, help="tiny | small | paper (default: small)")

@@ -1,6 +1,6 @@
 """Tokenizer, T5 model and the instruction-tuning loop; taught in notebook 05_t5_training.
 
-GenSAR (paper section 3.3, summary in ``shared/reference/gensar-method.md``
+GenSAR (paper section 3.3, summary in ``docs/method.md``
 sections 3-4) trains ONE T5 model to answer instruction prompts for search and
 recommendation by *generating* item identifiers. This module holds the pieces
 that turn ``(source, target)`` text pairs into a trained model:

@@ -1,6 +1,6 @@
 """Item identifiers from RQ codes: tokens, collisions, diagnostics, JSON; notebook 03.
 
-GenSAR gives every item two identifiers that share a prefix (method summary,
+GenSAR gives every item two identifiers that share a prefix (``docs/method.md``,
 section 2):
 
 * semantic ID      = ``<shared_a_i> <shared_b_j> <semantic_a_k> <semantic_b_l>``

@@ -1,6 +1,6 @@
 """Instruction data: search and recommendation as text-to-identifier generation (notebook 04_instructions).
 
-Task families (``shared/reference/gensar-method.md`` section 3):
+Task families (``docs/method.md`` section 3):
 
 - ``NRIP``, next recommendation item prediction: history -> ``<rec_item>`` + collaborative ID;
 - ``NSIP``, next search item prediction: history + query -> ``<src_item>`` + semantic ID;

@@ -13,7 +13,7 @@ Two history protocols:
   model is never trained on "this history -> this item" for an item it is later
   tested on with the same history.
 - ``official``: the official GenSAR pipeline's behaviour (see
-  ``shared/reference/gensar-method.md`` section 5): the history is every event
+  ``docs/method.md`` section 5): the history is every event
   listed before the target, so a search target's own review twin sits in its
   history, and twins of held-out targets stay in training.
 """

@@ -10,7 +10,7 @@ datasets. Three modules, bottom-up:
   :class:`ResidualQuantizer` (L levels on the running residual).
 * :mod:`~gensar_lib.quantize.models` -- the identifier models behind one
   protocol, :class:`RQVAE`: :class:`JointRQVAE`, GenSAR's (paper section 3.2,
-  summary in ``shared/reference/gensar-method.md`` section 2: shared levels on
+  summary in ``docs/method.md`` section 2: shared levels on
   the concatenated semantic and collaborative latents, then specific levels on
   each half of the residual), and :class:`SingleRQVAE`, a TIGER-style RQ-VAE on
   one embedding (the paper's Figure 4/5 ablations).

@@ -111,7 +111,7 @@ class JointOutput:
 
 
 class JointRQVAE(nn.Module):
-    """GenSAR's joint identifier model (method summary, section 2).
+    """GenSAR's joint identifier model (``docs/method.md`` section 2).
 
     * Two MLP encoders, ``semantic_dim -> hidden_dims -> shared_dim/2`` and
       ``collab_dim -> hidden_dims -> shared_dim/2``; the latents are
