@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
-from filelock import FileLock
+from filelock import FileLock, Timeout
 
 from gensar_lib.config import cache_dir, fingerprint
 
@@ -48,6 +48,7 @@ MANIFEST = "manifest.json"
 BROKEN = ".broken"  # suffix of an entry moved aside: ``.<name>.broken``
 TREE_FILE, ARRAYS_FILE, TENSORS_FILE = "value.json", "arrays.npz", "tensors.safetensors"
 TREE_FORMAT = "gensar-tree-1"
+WORK_SUFFIX = "_work"  # ``<cache>/<stage>_work/<key>/``: a stage's resumable state until its entry is published
 # ".<name>.<pid>.<8 tempfile characters>" plus ".tmp" for atomic_path / atomic_dir
 _TEMP_NAME = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)\.[a-z0-9_]{8}(?:\.tmp)?$")
 _UMASK_LOCK = threading.Lock()
@@ -492,6 +493,10 @@ class ArtifactCache:
     def path(self, stage: str, key: str) -> Path:
         return self.root / stage / key
 
+    def work_path(self, stage: str, key: str) -> Path:
+        """Where a stage keeps resumable state (checkpoints) until its entry is published."""
+        return self.root / f"{stage}{WORK_SUFFIX}" / key
+
     def lock(self, stage: str, key: str) -> FileLock:
         """The lock one process holds while it builds, moves aside or removes an entry."""
         lock = self.root / ".locks" / stage / f"{key}.lock"  # apart, so a stage folder holds artifacts only
@@ -596,3 +601,67 @@ def _read(folder: Path, reader: Callable[[Path], T]) -> T:
         raise
     except Exception as err:  # a parser's or a decoder's failure: the stored entry is not what was written
         raise DamagedEntry(f"{folder}: cannot be read ({type(err).__name__}: {str(err)[:300]})") from None
+
+
+# ---------------------------------------------------------------- checking and cleaning a whole cache
+
+
+def _children(folder: Path) -> list[Path]:
+    """The sub-folders of ``folder`` whose names do not start with a dot, sorted."""
+    return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")) \
+        if folder.is_dir() else []
+
+
+def cache_entries(root: str | Path) -> list[Path]:
+    """Every published entry (``<stage>/<key>``) of a cache and every checkpoint folder of its unfinished
+    runs (``<stage>_work/<key>/<part>``)."""
+    found = []
+    for stage in _children(Path(root)):
+        for entry in _children(stage):
+            found += _children(entry) if stage.name.endswith(WORK_SUFFIX) else [entry]
+    return found
+
+
+def cache_orphans(root: str | Path) -> list[Path]:
+    """What a cache holds that nothing will read: entries moved aside (``.<key>.broken``), temporaries of
+    processes that are gone, and the resumable state of runs whose entry is published."""
+    root, found = Path(root), []
+    for stage in _children(root):
+        folders = [stage, *_children(stage)] if stage.name.endswith(WORK_SUFFIX) else [stage]
+        for folder in folders:
+            for path in sorted(folder.iterdir()):
+                match = _TEMP_NAME.match(path.name)
+                if path.name.endswith(BROKEN) or (match and not pid_alive(int(match["pid"]))):
+                    found.append(path)
+        if stage.name.endswith(WORK_SUFFIX):
+            published = root / stage.name[:-len(WORK_SUFFIX)]
+            found += [work for work in _children(stage) if (published / work.name / MANIFEST).exists()]
+    return found
+
+
+def verify_cache(root: str | Path) -> tuple[int, list[tuple[Path, str]], list[Path]]:
+    """``(entries checked, [(damaged entry, problem)], orphans)`` of a cache (``cache verify``)."""
+    entries = cache_entries(root)
+    damaged = [(entry, problem) for entry in entries if (problem := check_folder(entry)) is not None]
+    return len(entries), damaged, cache_orphans(root)
+
+
+def clean_cache(root: str | Path) -> tuple[list[Path], list[Path]]:
+    """Remove the damaged entries and the orphans of a cache (``cache clean``): ``(removed, skipped)``;
+    an entry whose stage lock another process holds (a build or a training run) is skipped."""
+    cache, removed, skipped = ArtifactCache(root), [], []
+    _, damaged, orphans = verify_cache(root)
+    for path in [entry for entry, _ in damaged] + orphans:
+        relative = path.relative_to(cache.root).parts
+        stage, key = relative[0].removesuffix(WORK_SUFFIX), relative[1].lstrip(".").split(".")[0]
+        try:
+            with cache.lock(stage, key).acquire(timeout=0):
+                if path in orphans or check_folder(path) is not None:
+                    if path.is_dir():
+                        shutil.rmtree(path)
+                    else:
+                        path.unlink()
+                    removed.append(path)
+        except Timeout:
+            skipped.append(path)
+    return removed, skipped

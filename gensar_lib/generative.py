@@ -394,6 +394,13 @@ def encode_pairs(
     )
 
 
+def encode_sources(tokenizer: Tokenizer, sources: Sequence[str], max_source_length: int) -> dict[str, torch.Tensor]:
+    """Prompts as one batch padded to its longest row (``input_ids``, ``attention_mask``), each cut as a
+    training source is (:func:`encode_pairs`: the oldest tokens go, the question and ``</s>`` stay)."""
+    ids = [_truncate_left(s, max_source_length) for s in tokenizer(list(sources))["input_ids"]]
+    return {"input_ids": _pad(ids, tokenizer.pad_token_id), "attention_mask": (_pad(ids, -1) != -1).long()}
+
+
 def _pad(rows: Sequence[Sequence[int]], value: int) -> torch.Tensor:
     width = max(len(r) for r in rows)
     out = torch.full((len(rows), width), value, dtype=torch.long)

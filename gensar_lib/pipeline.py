@@ -461,7 +461,7 @@ def train_generative(
     if codebook:
         inputs.append(vectors_fingerprint(vectors))
     key = cache.key(stage.name, config, inputs)
-    work = cache.root / "t5_work" / key  # resumable training state lives here until the stage is done
+    work = cache.work_path(stage.name, key)  # resumable training state lives here until the stage is done
     device = resolve_device(profile.device)
     state = processes(device)
 
