@@ -373,7 +373,8 @@ def move_aside(folder: str | Path, problem: str, then: str = "rebuilt") -> Path:
         os.replace(folder, aside)
     except FileNotFoundError:  # another process (a rank of the same run) moved it first
         return aside
-    warnings.warn(f"damaged cache entry {folder}: {problem}; moved aside to {aside.name} and {then}",
+    warnings.warn(f"damaged cache entry {folder}: {problem.removeprefix(f'{folder}: ')}; moved aside to "
+                  f"{aside.name} and {then}",
                   CacheWarning, stacklevel=3)
     return aside
 
@@ -549,8 +550,8 @@ class ArtifactCache:
                     builder(tmp)
                 write_manifest(tmp, stage=stage, key=key, inputs=list(inputs), created=time.time())
                 _publish_mode(tmp, directory=True)
-                if final.exists():  # a half-built folder from an older crash
-                    shutil.rmtree(final)
+                if final.exists():  # its manifest is gone, or it did not match (then it was moved aside)
+                    move_aside(final, f"{final / MANIFEST}: missing")
                 os.replace(tmp, final)
             finally:
                 if tmp.exists():
