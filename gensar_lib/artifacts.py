@@ -172,10 +172,11 @@ class _RecordingFile(io.RawIOBase):
 
 
 def torch_save(obj: Any, path: str | Path) -> None:
-    """``torch.save(obj, path)``; a failed write raises the OSError behind it, naming ``path``."""
+    """``torch.save(obj, path)``; a failed write raises the OSError behind it (named by the caller's
+    :func:`atomic_dir` or cache build)."""
     import torch
 
-    with os_errors(path), open(path, "wb") as fh:
+    with open(path, "wb") as fh:
         recording = _RecordingFile(fh)
         try:
             torch.save(obj, recording)
@@ -317,6 +318,12 @@ class DamagedEntry(ValueError):
     """A stored file that is not what was written (its message names the file)."""
 
 
+def describe(err: BaseException) -> str:
+    """``Type: first line`` of an exception's message, without terminal escapes, at most 200 characters."""
+    lines = re.sub(r"\x1b\[[0-9;]*m", "", str(err)).strip().splitlines()
+    return f"{type(err).__name__}: {lines[0][:200]}" if lines else type(err).__name__
+
+
 def file_sha256(path: str | Path) -> str:
     """The SHA-256 of a file's bytes, in hex."""
     with open(path, "rb") as fh:
@@ -348,7 +355,7 @@ def check_folder(folder: str | Path) -> str | None:
     except FileNotFoundError:
         return f"{manifest}: missing"
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
-        return f"{manifest}: unreadable ({type(err).__name__}: {err})"
+        return f"{manifest}: unreadable ({describe(err)})"
     for rel, (size, digest) in expected.items():
         path = folder / rel
         try:
@@ -475,7 +482,7 @@ def read_tree(folder: str | Path) -> Any:
         path = folder / TREE_FILE
         return _decode(doc["value"], arrays, tensors)
     except Exception as err:  # any parser's failure (json, zipfile, numpy, safetensors) means a damaged file
-        raise DamagedEntry(f"{path}: cannot be read ({type(err).__name__}: {err})") from None
+        raise DamagedEntry(f"{path}: cannot be read ({describe(err)})") from None
 
 
 # ---------------------------------------------------------------- the cache
@@ -601,7 +608,7 @@ def _read(folder: Path, reader: Callable[[Path], T]) -> T:
     except DamagedEntry:
         raise
     except Exception as err:  # a parser's or a decoder's failure: the stored entry is not what was written
-        raise DamagedEntry(f"{folder}: cannot be read ({type(err).__name__}: {str(err)[:300]})") from None
+        raise DamagedEntry(f"{folder}: cannot be read ({describe(err)})") from None
 
 
 # ---------------------------------------------------------------- checking and cleaning a whole cache

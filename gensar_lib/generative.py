@@ -633,8 +633,8 @@ def _load_last(out_dir: Path, model: Any, optimizer: Any, scheduler: Any,
     try:
         state = torch.load(folder / STATE_FILE, map_location="cpu", weights_only=True)
     except Exception as err:  # weights_only refuses every object but tensors and plain values
-        move_aside(folder, f"{folder / STATE_FILE}: cannot be read ({type(err).__name__}: {str(err)[:200]})",
-                   then="training starts over")
+        move_aside(folder, f"{folder / STATE_FILE}: cannot be read as tensors and plain values "
+                           f"({type(err).__name__})", then="training starts over")
         return None
     if state["signature"] != signature:
         diff = sorted(k for k in signature if state["signature"].get(k) != signature[k])
