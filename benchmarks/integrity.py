@@ -52,7 +52,8 @@ def main() -> None:
         print(f"load {rows[-1][0]:.3f} s, of which manifest checks {rows[-1][1]:.4f} s "
               f"({rows[-1][1] / rows[-1][0]:.2%})")
     total, checks = min(rows)
-    print(f"profile {load_profile().name}, cache {artifacts.ArtifactCache().root}, load average {os.getloadavg()[0]:.2f}")
+    print(f"profile {load_profile().name}, cache {artifacts.ArtifactCache().root}, "
+          f"load average {os.getloadavg()[0]:.2f}")
     print(f"integrity cost: {checks / total:.4f}")
 
 

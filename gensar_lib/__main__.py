@@ -172,7 +172,8 @@ def _predict(args: argparse.Namespace) -> None:
     gen = train_generative(prepared, gensar.ids, profile, vectors=gensar.vectors)
     query = None if args.query is None else args.query.strip()
     prompt = prompt_for(gen, history, profile, query)
-    items = (recommend(gen, history, profile, args.k) if query is None else search(gen, history, query, profile, args.k))
+    items = (recommend(gen, history, profile, args.k) if query is None
+             else search(gen, history, query, profile, args.k))
     what = "recommendations" if query is None else f"search {query!r}"
     print(f"user {args.user} ({len(history)} events), {what}:")
     if prompt.truncated:

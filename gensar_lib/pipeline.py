@@ -220,7 +220,8 @@ def identifier_model(
 
     stage = STAGES["rqvae"]
     return cache.cached(f"{stage.name}_{kind}", {**stage.config(profile), "select": SELECT}, make,
-                        [emb.fingerprint(), stage.code()], encode=IdentifierModel.tree, decode=IdentifierModel.from_tree)
+                        [emb.fingerprint(), stage.code()], encode=IdentifierModel.tree,
+                        decode=IdentifierModel.from_tree)
 
 
 @dataclass

@@ -103,7 +103,8 @@ def _sections(obj, prefix=""):
 def test_every_field_of_every_section_has_a_rule():
     for prefix, section in _sections(load_profile("tiny")):
         fields = {f.name for f in dataclasses.fields(section) if not dataclasses.is_dataclass(getattr(section, f.name))}
-        assert set(RULES.get(type(section), {})) == fields, f"config.RULES[{type(section).__name__}] ({prefix or 'profile'})"
+        where = f"config.RULES[{type(section).__name__}] ({prefix or 'profile'})"
+        assert set(RULES.get(type(section), {})) == fields, where
 
 
 def test_every_profile_keeps_its_rules_and_the_prompt_styles_are_the_instructions():
