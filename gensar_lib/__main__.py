@@ -9,7 +9,7 @@ import sys
 import warnings
 from pathlib import Path
 
-from gensar_lib.artifacts import check_out_dir, sigterm_as_exit
+from gensar_lib.artifacts import CacheWarning, DamagedEntry, check_out_dir, sigterm_as_exit
 from gensar_lib.config import ConfigError, Profile, load_profile, parse_override, with_overrides
 from gensar_lib.data.schema import DataError, DataWarning
 
@@ -160,7 +160,7 @@ def _ablation(args: argparse.Namespace) -> None:
 def _predict(args: argparse.Namespace) -> None:
     """The trained model's top items for one user: recommendations, or search results for ``--query``."""
     from gensar_lib.data.pipeline import prepare_data
-    from gensar_lib.evaluation import recommend, search
+    from gensar_lib.evaluation import prompt_for, recommend, search
     from gensar_lib.pipeline import all_identifiers, train_generative
 
     profile = _profile(args)
@@ -172,10 +172,15 @@ def _predict(args: argparse.Namespace) -> None:
     history = ds.sequences[ds.users.index(args.user)]
     gensar = all_identifiers(prepared, profile, kinds=("gensar",))["gensar"]
     gen = train_generative(prepared, gensar.ids, profile, vectors=gensar.vectors)
-    items = (recommend(gen, history, profile, args.k) if args.query is None
-             else search(gen, history, args.query, profile, args.k))
-    what = "recommendations" if args.query is None else f"search {args.query!r}"
+    query = None if args.query is None else args.query.strip()
+    prompt = prompt_for(gen, history, profile, query)
+    items = (recommend(gen, history, profile, args.k) if query is None
+             else search(gen, history, query, profile, args.k))
+    what = "recommendations" if query is None else f"search {query!r}"
     print(f"user {args.user} ({len(history)} events), {what}:")
+    if prompt.truncated:
+        print(f"(the prompt has {prompt.tokens} tokens: its first {prompt.tokens - prompt.kept} were cut to fit "
+              f"train.max_source_length = {profile.train.max_source_length}, as in training)")
     for rank, item in enumerate(items, 1):
         print(f"{rank:>3}. {ds.items[item].id}  {ds.items[item].title[:80]}")
 
@@ -223,6 +228,33 @@ def _check_fetch(args: argparse.Namespace) -> None:
         raise ConfigError(f"--out {_os_message(err)}") from None
 
 
+def _cache(args: argparse.Namespace) -> int:
+    """``cache verify``: every entry against its manifest, and the orphans; exit 1 when something is damaged
+    or orphaned. ``cache clean``: remove the damaged entries and the orphans."""
+    from gensar_lib.artifacts import clean_cache, verify_cache
+    from gensar_lib.config import cache_dir
+
+    root = Path(args.cache).expanduser() if args.cache else cache_dir()
+    if not root.is_dir():
+        raise ConfigError(f"--cache {root}: no such cache folder")
+    if args.action == "clean":
+        removed, skipped = clean_cache(root)
+        for path in removed:
+            print(f"removed {path}")
+        for path in skipped:
+            print(f"skipped {path} (in use by another process)")
+        print(f"{root}: removed {len(removed)}, skipped {len(skipped)}")
+        return 0
+    checked, damaged, orphans = verify_cache(root)
+    for _, problem in damaged:
+        print(f"damaged {problem}")
+    for path in orphans:
+        print(f"orphan {path}")
+    print(f"{root}: {checked} entries checked, {len(damaged)} damaged, {len(orphans)} orphaned"
+          + (" (python -m gensar_lib cache clean removes them)" if damaged or orphans else ""))
+    return 1 if damaged or orphans else 0
+
+
 def _methods(args: argparse.Namespace) -> tuple[str, ...] | None:
     """The ``--methods`` names (None: the profile's), each a known ablation method."""
     if args.methods is None:
@@ -240,16 +272,24 @@ def check_arguments(args: argparse.Namespace) -> None:
     if args.command == "fetch":
         _check_fetch(args)
         return
+    if args.command == "cache":
+        return
     for flag in ("profile", "dataset"):
         if getattr(args, flag) == "":
             raise ConfigError(f"--{flag} is empty; leave it out for the default, or name one")
     from gensar_lib.devices import resolve_device
 
-    resolve_device(_profile(args).device)  # an unusable device fails before any work
+    profile = _profile(args)  # every profile value is checked here (config.check_profile)
+    resolve_device(profile.device)  # an unusable device fails before any work
     if getattr(args, "seeds", 1) < 1:
         raise ConfigError(f"--seeds {args.seeds} is impossible: need at least 1")
     if getattr(args, "k", 1) < 1:
         raise ConfigError(f"--k {args.k} is impossible: need at least 1")
+    if getattr(args, "k", 1) > profile.eval.beam_size:
+        raise ConfigError(f"--k {args.k} is more than the beam keeps (eval.beam_size = {profile.eval.beam_size}); "
+                          f"ask for fewer items, or widen the beam with --set eval.beam_size={args.k}")
+    if getattr(args, "query", None) is not None and not args.query.strip():
+        raise ConfigError(f"--query {args.query!r} is empty; leave it out to recommend, or give search words")
     if getattr(args, "methods", None) is not None:
         _methods(args)
     if getattr(args, "extend", None) is not None and args.extend.exists():  # another recipe's results fail now
@@ -274,7 +314,7 @@ def _os_message(err: OSError) -> str:
 def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
                   file: object = None, line: str | None = None) -> None:
     """Data warnings as one ``warning: ...`` line on stderr; the others as Python prints them."""
-    if issubclass(category, DataWarning):
+    if issubclass(category, (DataWarning, CacheWarning)):
         print(f"warning: {message}", file=sys.stderr)
     else:
         sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
@@ -310,7 +350,7 @@ def parser() -> argparse.ArgumentParser:
     predict.set_defaults(run=_predict)
     predict.add_argument("--user", required=True, help="a user id of the dataset")
     predict.add_argument("--query", default=None, help="a search query (default: recommend)")
-    predict.add_argument("--k", type=int, default=10, help="how many items (at most the beam size)")
+    predict.add_argument("--k", type=int, default=10, help="how many items (at most eval.beam_size)")
     fetch = sub.add_parser("fetch", help="download a public dataset and verify its pinned SHA-256 sums")
     fetch.set_defaults(run=_fetch)
     fetch.add_argument("name", nargs="?", default=None, help="the dataset: office (Amazon Office, LC-Rec layout)")
@@ -318,6 +358,12 @@ def parser() -> argparse.ArgumentParser:
                        help="output folder (default for office: data/amazon-office in the repository)")
     fetch.add_argument("--url", default=None, help="instead of a dataset: one file's http(s) address")
     fetch.add_argument("--sha256", default=None, help="the SHA-256 sum the file at --url must have")
+    cache = sub.add_parser("cache", help="check every cache entry against its manifest (verify), or remove the "
+                                         "damaged and orphaned ones (clean)")
+    cache.set_defaults(run=_cache)
+    cache.add_argument("action", choices=("verify", "clean"),
+                       help="verify: report, exit 1 when something is damaged or orphaned; clean: remove those")
+    cache.add_argument("--cache", default=None, help="the cache folder (default: $GENSAR_CACHE or data/cache)")
     for command in (stats, idents, trainer, ablation, predict):
         command.add_argument("--dataset", default=None, help="'synthetic' (default) or a dataset folder")
         command.add_argument("--profile", default=None, help="tiny | small | paper (default: small)")
@@ -334,8 +380,8 @@ def main(argv: list[str] | None = None) -> int:
         with sigterm_as_exit(), warnings.catch_warnings():
             warnings.showwarning = _show_warning  # SIGTERM ends like Ctrl-C: finally blocks remove temporary folders
             check_arguments(args)
-            args.run(args)
-    except (DataError, ConfigError) as err:
+            code = args.run(args)
+    except (DataError, ConfigError, DamagedEntry) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except OSError as err:
@@ -344,7 +390,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 128 + signal.SIGINT
-    return 0
+    return code or 0
 
 
 if __name__ == "__main__":

@@ -10,7 +10,9 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import os
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -357,48 +359,152 @@ def dataset_spec(spec: str | None = None) -> str:
     return spec
 
 
+# ---------------------------------------------------------------- what every profile field may hold
+
+
+@dataclass(frozen=True)
+class Rule:
+    """What one profile field may hold: ``test(value)`` holds for exactly the values ``allowed`` describes."""
+
+    allowed: str
+    test: Callable[[Any], bool]
+
+
+def _bounds(low: float | None, high: float | None, above: float | None = None) -> tuple[str, Callable[[Any], bool]]:
+    parts = ([f">= {low}"] if low is not None else []) + ([f"> {above}"] if above is not None else []) \
+        + ([f"<= {high}"] if high is not None else [])
+    return (" " + " and ".join(parts) if parts else ""), lambda v: (
+        (low is None or v >= low) and (above is None or v > above) and (high is None or v <= high))
+
+
+def integer(low: int | None = None, high: int | None = None) -> Rule:
+    """An int (not a bool) within ``[low, high]``."""
+    text, within = _bounds(low, high)
+    return Rule(f"an integer{text}", lambda v: type(v) is int and within(v))
+
+
+def real(low: float | None = None, high: float | None = None, above: float | None = None,
+         below: float | None = None) -> Rule:
+    """A finite number (an int is accepted) within ``[low, high]``, above ``above`` and below ``below``."""
+    text, within = _bounds(low, high, above)
+    text += f"{' and' if text else ''} < {below}" if below is not None else ""
+    return Rule(f"a finite number{text}", lambda v: type(v) in (int, float) and math.isfinite(v) and within(v)
+                and (below is None or v < below))
+
+
+def one_of(*choices: Any) -> Rule:
+    return Rule(f"one of {', '.join(map(repr, choices))}", lambda v: type(v) in {type(c) for c in choices}
+                and v in choices)
+
+
+def text() -> Rule:
+    """A non-empty string."""
+    return Rule("a non-empty text", lambda v: isinstance(v, str) and bool(v.strip()))
+
+
+def optional(rule: Rule) -> Rule:
+    """``rule``, or None (``null`` on the command line)."""
+    return Rule(f"{rule.allowed}, or null", lambda v: v is None or rule.test(v))
+
+
+def tuple_of(rule: Rule, min_len: int = 1) -> Rule:
+    """A tuple (a JSON list) of at least ``min_len`` values, each allowed by ``rule``."""
+    return Rule(f"a list of at least {min_len} of: {rule.allowed}",
+                lambda v: isinstance(v, tuple) and len(v) >= min_len and all(rule.test(x) for x in v))
+
+
+def pair(first: Rule, second: Rule) -> Rule:
+    """A 2-tuple (a JSON list of two) of a ``first`` and a ``second``."""
+    return Rule(f"[{first.allowed}, {second.allowed}]",
+                lambda v: isinstance(v, tuple) and len(v) == 2 and first.test(v[0]) and second.test(v[1]))
+
+
+PROMPT_STYLE_NAMES = ("paraphrases", "compact")  # instructions.PROMPT_STYLES (a test keeps them equal)
+COUNT, SHARE = integer(1), real(0.0, 1.0)
+
+# One rule per field of every section; a section's nested sections are checked with their own rules. Checked
+# together by check_profile; a field without a rule is an error (tests/test_config.py finds it).
+RULES: dict[type, dict[str, Rule]] = {
+    SyntheticConfig: {
+        "n_users": COUNT, "items_per_leaf": COUNT, "n_leaves": integer(2, 64),  # 64: the vocabulary's leaves
+        "mean_length": real(3.0), "min_length": integer(3), "search_share": real(0.0, below=1.0),
+        "collab_strength": SHARE, "bundle_length": integer(2), "items_per_bundle_step": COUNT, "noise": SHARE,
+        "leaves_per_user": COUNT, "bundles_per_user": COUNT, "popularity_exponent": real(0.0), "seed": integer(0),
+    },
+    DataConfig: {"search_fraction": SHARE, "min_user_events": integer(3), "protocol": one_of("strict", "official"),
+                 "n_negatives": COUNT, "seed": integer(0)},
+    EmbeddingConfig: {"encoder": text(), "max_seq_length": COUNT, "batch_size": COUNT, "sasrec_dim": COUNT,
+                      "sasrec_blocks": COUNT, "sasrec_epochs": COUNT, "sasrec_max_len": COUNT,
+                      "sasrec_lr": real(above=0.0), "sasrec_batch_size": COUNT},
+    QuantizeConfig: {"shared_levels": COUNT, "specific_levels": COUNT, "codebook_size": integer(2),
+                     "shared_dim": COUNT, "specific_dim": COUNT, "hidden_dims": tuple_of(COUNT, 0), "epochs": COUNT,
+                     "batch_size": COUNT, "lr": real(above=0.0), "beta": real(0.0),
+                     "sinkhorn_epsilon": real(above=0.0), "collision_rounds": integer(0)},
+    ModelConfig: {"pretrained": optional(text()), "d_model": COUNT, "d_ff": COUNT, "num_layers": COUNT,
+                  "num_heads": COUNT, "d_kv": COUNT, "vocab_size": COUNT, "dropout_rate": real(0.0, below=1.0),
+                  "identifier_init": one_of(*IDENTIFIER_INITS)},
+    TrainConfig: {"epochs": COUNT, "batch_size": COUNT, "lr": real(above=0.0), "warmup_ratio": SHARE,
+                  "history_length": COUNT, "max_steps": optional(COUNT), "eval_every": integer(0),
+                  "length_window": integer(0), "weight_decay": real(0.0), "grad_clip": real(0.0),
+                  "label_smoothing": real(0.0, below=1.0), "max_source_length": COUNT, "max_target_length": COUNT,
+                  "checkpoint_every": integer(0), "task_mix": optional(tuple_of(pair(text(), real(0.0)))),
+                  "prompts": one_of(*PROMPT_STYLE_NAMES)},
+    EvalConfig: {"beam_size": COUNT, "ks": tuple_of(COUNT), "max_eval_users": optional(COUNT)},
+    AblationConfig: {"methods": tuple_of(text()), "headline": tuple_of(text(), 0), "other_seeds": COUNT,
+                     "epochs": optional(COUNT), "max_steps": optional(COUNT), "codebook_sizes": tuple_of(integer(2)),
+                     "level_splits": tuple_of(pair(COUNT, COUNT))},
+    BaselineConfig: {"dim": COUNT, "layers": COUNT, "heads": COUNT, "history_length": COUNT,
+                     "dropout": real(0.0, below=1.0), "epochs": COUNT, "patience": COUNT, "batch_size": COUNT,
+                     "lr": real(above=0.0), "weight_decay": real(0.0)},
+    Profile: {"name": text(), "seed": integer(0), "device": text()},
+}
+
+
+def rule_violations(obj: Any, prefix: str = "") -> Iterator[tuple[str, Any, Rule]]:
+    """``(dotted field, value, rule)`` of every field of ``obj`` and its sections that its rule refuses;
+    a LookupError for a section or field that :data:`RULES` lacks."""
+    rules = RULES.get(type(obj))
+    if rules is None:
+        raise LookupError(f"config.RULES has no rules for section {prefix.rstrip('.') or 'profile'} "
+                          f"({type(obj).__name__})")
+    for f in dataclasses.fields(obj):
+        value, name = getattr(obj, f.name), prefix + f.name
+        if dataclasses.is_dataclass(value):
+            yield from rule_violations(value, name + ".")
+        elif f.name not in rules:
+            raise LookupError(f"config.RULES has no rule for field {name}")
+        elif not rules[f.name].test(value):
+            yield name, value, rules[f.name]
+
+
 def check_profile(profile: Profile) -> None:
-    """Reject impossible values with a message naming the field and value."""
-    d, s = profile.data, profile.data.synthetic
+    """Reject impossible values with a message naming the field, the value and what is allowed: each field
+    against its rule (:data:`RULES`), then the relations between fields."""
+    bad = [f"{name} = {value!r} in profile {profile.name!r} (allowed: {rule.allowed})"
+           for name, value, rule in rule_violations(profile)]
+    if bad:
+        raise ConfigError(f"impossible config: {'; '.join(bad)}")
+    s = profile.data.synthetic
     checks = [
-        ("data.search_fraction", d.search_fraction, 0.0 <= d.search_fraction <= 1.0),
-        ("data.min_user_events", d.min_user_events, d.min_user_events >= 3),
-        ("data.protocol", d.protocol, d.protocol in ("strict", "official")),
-        ("data.n_negatives", d.n_negatives, d.n_negatives >= 1),
-        ("data.synthetic.n_users", s.n_users, s.n_users >= 1),
-        ("data.synthetic.items_per_leaf", s.items_per_leaf, s.items_per_leaf >= 1),
-        ("data.synthetic.n_leaves", s.n_leaves, s.n_leaves >= 2),
-        ("data.synthetic.min_length", s.min_length, s.min_length >= 3),
-        ("data.synthetic.mean_length", s.mean_length, s.mean_length >= s.min_length),
-        ("data.synthetic.search_share", s.search_share, 0.0 <= s.search_share < 1.0),
-        ("data.synthetic.collab_strength", s.collab_strength, 0.0 <= s.collab_strength <= 1.0),
-        ("data.synthetic.noise", s.noise, 0.0 <= s.noise <= 1.0),
-        ("data.synthetic.bundle_length", s.bundle_length, 2 <= s.bundle_length <= s.n_leaves),
-        # 64 = leaves in the built-in vocabulary of gensar_lib.data.synthetic
-        ("data.synthetic.n_leaves", s.n_leaves, s.n_leaves <= 64),
+        ("data.synthetic.mean_length", s.mean_length, s.mean_length >= s.min_length, "at least min_length"),
+        ("data.synthetic.bundle_length", s.bundle_length, s.bundle_length <= s.n_leaves, "at most n_leaves"),
         ("data.synthetic.items_per_bundle_step", s.items_per_bundle_step,
-         1 <= s.items_per_bundle_step <= s.items_per_leaf),
-        ("data.synthetic.leaves_per_user", s.leaves_per_user, s.leaves_per_user >= 1),
-        ("data.synthetic.bundles_per_user", s.bundles_per_user, s.bundles_per_user >= 1),
-        ("data.synthetic.popularity_exponent", s.popularity_exponent, s.popularity_exponent >= 0.0),
-        ("quantize.codebook_size", profile.quantize.codebook_size, profile.quantize.codebook_size >= 2),
-        ("eval.beam_size", profile.eval.beam_size, profile.eval.beam_size >= 1),
-        ("model.identifier_init", profile.model.identifier_init, profile.model.identifier_init in IDENTIFIER_INITS),
+         s.items_per_bundle_step <= s.items_per_leaf, "at most items_per_leaf"),
+        ("baselines.heads", profile.baselines.heads, profile.baselines.dim % profile.baselines.heads == 0,
+         "a divisor of baselines.dim"),
     ]
     from gensar_lib.devices import check_device_setting  # late: both depend on this module
-    from gensar_lib.instructions import PROMPT_STYLES, TASK_FAMILIES
+    from gensar_lib.instructions import TASK_FAMILIES
 
     check_device_setting(profile.device)
-
-    checks.append(("train.prompts", profile.train.prompts, profile.train.prompts in PROMPT_STYLES))
     if profile.train.task_mix is not None:
         weights = profile.train.task_mix
-        checks.append(("train.task_mix", weights, bool(weights) and all(
-            f in TASK_FAMILIES and w >= 0 for f, w in weights) and len({f for f, _ in weights}) == len(weights)
-            and any(w > 0 for _, w in weights)))
-    for name, value, ok in checks:
+        checks.append(("train.task_mix", weights, all(f in TASK_FAMILIES for f, _ in weights)
+                       and len({f for f, _ in weights}) == len(weights) and any(w > 0 for _, w in weights),
+                       f"distinct families of {', '.join(TASK_FAMILIES)}, some weight > 0"))
+    for name, value, ok, allowed in checks:
         if not ok:
-            raise ConfigError(f"impossible config: {name} = {value!r} in profile {profile.name!r}")
+            raise ConfigError(f"impossible config: {name} = {value!r} in profile {profile.name!r} (allowed: {allowed})")
 
 
 def as_dict(obj: Any) -> Any:

@@ -42,7 +42,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from gensar_lib.artifacts import ArtifactCache
+from gensar_lib.artifacts import ArtifactCache, torch_save
 from gensar_lib.config import EmbeddingConfig
 from gensar_lib.data.schema import Dataset, Item
 from gensar_lib.data.splits import Case, Split
@@ -231,8 +231,7 @@ def cached_semantic_embeddings(
     def build(folder: Path) -> None:
         np.save(folder / "semantic.npy", semantic_embeddings(dataset.items, cfg, progress, device))
 
-    folder = cache.build("semantic_embeddings", config, build, inputs)
-    return np.load(folder / "semantic.npy")
+    return cache.load("semantic_embeddings", config, build, lambda folder: np.load(folder / "semantic.npy"), inputs)
 
 
 # --------------------------------------------------------------------------------------
@@ -523,18 +522,19 @@ def cached_sasrec(
 
     def build(folder: Path) -> None:
         model = train_sasrec(dataset, split, cfg, seed, progress, device, **overrides)
-        torch.save({"hparams": model.hparams, "state": model.state_dict()}, folder / "sasrec.pt")
+        torch_save({"hparams": model.hparams, "state": model.state_dict()}, folder / "sasrec.pt")
         np.save(folder / "collaborative.npy", collaborative_embeddings(model))
         (folder / "log.json").write_text(json.dumps({"losses": model.log.losses, "seconds": model.log.seconds}))
 
-    folder = cache.build("sasrec", config, build, inputs)
-    saved = torch.load(folder / "sasrec.pt", map_location="cpu", weights_only=True)
-    model = SASRec(**saved["hparams"])
-    model.load_state_dict(saved["state"])
-    model.to(resolve_device(device)).eval()
-    log = json.loads((folder / "log.json").read_text())
-    model.log = TrainLog(log["losses"], log["seconds"])
-    return model
+    def read(folder: Path) -> SASRec:
+        saved = torch.load(folder / "sasrec.pt", map_location="cpu", weights_only=True)
+        model = SASRec(**saved["hparams"])
+        model.load_state_dict(saved["state"])
+        log = json.loads((folder / "log.json").read_text())
+        model.log = TrainLog(log["losses"], log["seconds"])
+        return model
+
+    return cache.load("sasrec", config, build, read, inputs).to(resolve_device(device)).eval()
 
 
 def cached_collaborative_embeddings(

@@ -22,6 +22,7 @@ Every evaluation returns ``{task: {protocol: {"HR@1": ..., "NDCG@10": ...}}}`` (
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -31,7 +32,7 @@ from gensar_lib.data.schema import TASKS, Event
 from gensar_lib.data.splits import Case
 from gensar_lib.decoding import ItemTrie, constrained_beam_search, ranked_items
 from gensar_lib.devices import processes
-from gensar_lib.generative import GenerativeModel
+from gensar_lib.generative import GenerativeModel, encode_sources
 from gensar_lib.instructions import evaluation_instructions, source_text
 from gensar_lib.metrics import MISSING, ndcg, rank_of, ranks_from_scores, summarize
 
@@ -142,8 +143,7 @@ def decode(
     mine = starts if state is None else starts[state.process_index::state.num_processes]
     ranked: dict[int, list[list[int]]] = {}
     for start in mine:
-        enc = gen.tokenizer(sources[start:start + batch_size], return_tensors="pt", padding=True,
-                            truncation=True, max_length=profile.train.max_source_length)
+        enc = encode_sources(gen.tokenizer, sources[start:start + batch_size], profile.train.max_source_length)
         result = constrained_beam_search(
             gen.model, enc["input_ids"].to(device), enc["attention_mask"].to(device), trie,
             gen.behaviour_token(task), profile.eval.beam_size, top_k=min(top_k, profile.eval.beam_size),
@@ -208,14 +208,35 @@ def validator(prepared: PreparedData, profile: Profile, tokenizer: Any, ids: Ite
 # --------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Prompt:
+    """A user's prompt and its length in tokens; the model reads its last ``kept`` (as in training)."""
+
+    text: str
+    tokens: int
+    kept: int
+
+    @property
+    def truncated(self) -> bool:
+        return self.kept < self.tokens
+
+
+def prompt_for(gen: GenerativeModel, history: Sequence[Event], profile: Profile, query: str | None = None) -> Prompt:
+    """The recommendation prompt after ``history`` (the search prompt with ``query``), as the model reads it."""
+    text = source_text("NRIP" if query is None else "NSIP", history, gen.ids, profile.train.history_length,
+                       query=query, prompts=profile.train.prompts)
+    tokens = len(gen.tokenizer(text)["input_ids"])
+    return Prompt(text, tokens, min(tokens, profile.train.max_source_length))
+
+
 def recommend(gen: GenerativeModel, history: Sequence[Event], profile: Profile, k: int = 10) -> list[int]:
     """The top ``k`` items (indices) to recommend after ``history``, best first (notebook 05)."""
-    prompt = source_text("NRIP", history, gen.ids, profile.train.history_length, prompts=profile.train.prompts)
-    return decode(gen, [prompt], "rec", profile, top_k=k)[0]
+    return decode(gen, [prompt_for(gen, history, profile).text], "rec", profile, top_k=k)[0]
 
 
 def search(gen: GenerativeModel, history: Sequence[Event], query: str, profile: Profile, k: int = 10) -> list[int]:
-    """The top ``k`` items (indices) for ``query`` after ``history``, best first (notebook 05)."""
-    prompt = source_text("NSIP", history, gen.ids, profile.train.history_length, query=query,
-                         prompts=profile.train.prompts)
-    return decode(gen, [prompt], "search", profile, top_k=k)[0]
+    """The top ``k`` items (indices) for ``query`` after ``history``, best first (notebook 05); an empty
+    query is refused."""
+    if not query.strip():
+        raise ValueError(f"search query {query!r} is empty")
+    return decode(gen, [prompt_for(gen, history, profile, query).text], "search", profile, top_k=k)[0]

@@ -56,7 +56,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from gensar_lib.artifacts import atomic_dir
+from gensar_lib.artifacts import atomic_dir, check_folder, move_aside, torch_save
 from gensar_lib.config import ConfigError, ModelConfig, TrainConfig, as_dict
 from gensar_lib.devices import accelerator, resolve_device
 from gensar_lib.identifiers import DEDUP, parse_token
@@ -394,6 +394,13 @@ def encode_pairs(
     )
 
 
+def encode_sources(tokenizer: Tokenizer, sources: Sequence[str], max_source_length: int) -> dict[str, torch.Tensor]:
+    """Prompts as one batch padded to its longest row (``input_ids``, ``attention_mask``), each cut as a
+    training source is (:func:`encode_pairs`: the oldest tokens go, the question and ``</s>`` stay)."""
+    ids = [_truncate_left(s, max_source_length) for s in tokenizer(list(sources))["input_ids"]]
+    return {"input_ids": _pad(ids, tokenizer.pad_token_id), "attention_mask": (_pad(ids, -1) != -1).long()}
+
+
 def _pad(rows: Sequence[Sequence[int]], value: int) -> torch.Tensor:
     width = max(len(r) for r in rows)
     out = torch.full((len(rows), width), value, dtype=torch.long)
@@ -495,13 +502,19 @@ def load_best(out_dir: str | Path) -> tuple[Any, Tokenizer]:
 
 
 def _rng_state() -> dict[str, Any]:
-    return {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": np.random.get_state()}
+    """The random states as tensors and plain values (loadable with ``weights_only=True``)."""
+    name, keys, pos, has_gauss, gauss = np.random.get_state()
+    return {"torch": torch.get_rng_state(), "python": random.getstate(),
+            "numpy": {"name": name, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                      "has_gauss": int(has_gauss), "gauss": float(gauss)}}
 
 
 def _set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    n = state["numpy"]
+    np.random.set_state((n["name"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
 
 
 # --------------------------------------------------------------------------- training
@@ -598,19 +611,31 @@ def _save_last(out_dir: Path, model: Any, optimizer: Any, scheduler: Any, progre
         "progress": progress.__dict__,
         "signature": signature,
     }
-    with atomic_dir(out_dir / LAST) as tmp:
-        torch.save(state, tmp / STATE_FILE)
+    with atomic_dir(out_dir / LAST, manifest=True) as tmp:
+        torch_save(state, tmp / STATE_FILE)
         summary = {k: v for k, v in progress.__dict__.items() if k != "step_losses"}
         (tmp / SUMMARY_FILE).write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
 
 
 def _load_last(out_dir: Path, model: Any, optimizer: Any, scheduler: Any,
                signature: dict) -> _Progress | None:
-    """Restore ``out_dir/last`` into model/optimizer/scheduler/RNG; None when there is none."""
+    """Restore ``out_dir/last`` into model/optimizer/scheduler/RNG; None when there is none, or when
+    ``last`` or ``best`` differs from its manifest or cannot be read (moved aside with a warning: the
+    run starts over). The state is read with ``weights_only=True``: only tensors and plain values."""
     folder = _existing_dir(out_dir / LAST)
     if folder is None or not (folder / STATE_FILE).exists():
         return None
-    state = torch.load(folder / STATE_FILE, map_location="cpu", weights_only=False)
+    for part in (folder, _existing_dir(out_dir / BEST)):
+        problem = None if part is None else check_folder(part)
+        if problem is not None:
+            move_aside(part, problem, then="training starts over")
+            return None
+    try:
+        state = torch.load(folder / STATE_FILE, map_location="cpu", weights_only=True)
+    except Exception as err:  # weights_only refuses every object but tensors and plain values
+        move_aside(folder, f"{folder / STATE_FILE}: cannot be read as tensors and plain values "
+                           f"({type(err).__name__})", then="training starts over")
+        return None
     if state["signature"] != signature:
         diff = sorted(k for k in signature if state["signature"].get(k) != signature[k])
         raise ConfigError(
@@ -856,7 +881,7 @@ def train(
         if progress and main:
             tqdm.write(_round_line(entry, steps))
         if better and main:
-            with atomic_dir(out_dir / BEST) as tmp:
+            with atomic_dir(out_dir / BEST, manifest=True) as tmp:
                 save_model(plain, tokenizer, tmp, {k: entry[k] for k in ("round", "step", "epoch", "val_score")})
         checkpoint()
     model.eval()

@@ -26,7 +26,7 @@ from typing import Any, Literal, Mapping
 import numpy as np
 import torch
 
-from gensar_lib.artifacts import ArtifactCache, atomic_dir, write_json
+from gensar_lib.artifacts import ArtifactCache, DamagedEntry, atomic_dir, check_folder, checked_folder, write_json
 from gensar_lib.codestats import next_item_prefix_match, pair_agreement, structure_measures
 from gensar_lib.config import Profile, fingerprint
 from gensar_lib.data.pipeline import PreparedData
@@ -178,6 +178,15 @@ class IdentifierModel:
     history: dict
     input_dims: tuple[int, ...]
 
+    def tree(self) -> dict[str, Any]:
+        """What the cache stores (:func:`gensar_lib.artifacts.write_tree`): the state as tensors."""
+        return {"kind": self.kind, "state": self.state, "history": self.history, "input_dims": list(self.input_dims)}
+
+    @classmethod
+    def from_tree(cls, tree: dict[str, Any]) -> IdentifierModel:
+        """The model :meth:`tree` stored."""
+        return cls(tree["kind"], tree["state"], tree["history"], tuple(int(d) for d in tree["input_dims"]))
+
     def module(self, profile: Profile) -> JointRQVAE | SingleRQVAE:
         """The trained RQ-VAE on ``profile.device``, in eval mode."""
         model = build_rqvae(self.kind, self.input_dims, profile)
@@ -211,7 +220,8 @@ def identifier_model(
 
     stage = STAGES["rqvae"]
     return cache.cached(f"{stage.name}_{kind}", {**stage.config(profile), "select": SELECT}, make,
-                        [emb.fingerprint(), stage.code()])
+                        [emb.fingerprint(), stage.code()], encode=IdentifierModel.tree,
+                        decode=IdentifierModel.from_tree)
 
 
 @dataclass
@@ -417,13 +427,13 @@ def work_tokenizer(work: Path, prepared: PreparedData, pairs: list[tuple[str, st
     from transformers import AutoTokenizer
 
     folder = work / "tokenizer"
-    if not folder.exists():
+    if checked_folder(folder) is None:
         tokens = behaviour_and_identifier_tokens(ids.vocabulary)
         if profile.model.pretrained:
             tokenizer = load_pretrained_tokenizer(profile.model.pretrained, tokens)
         else:
             tokenizer = train_tokenizer(tokenizer_corpus(prepared, pairs), profile.model.vocab_size, tokens)
-        with atomic_dir(folder) as tmp:
+        with atomic_dir(folder, manifest=True) as tmp:
             tokenizer.save_pretrained(tmp)
     return AutoTokenizer.from_pretrained(folder, local_files_only=True)  # the saved one, also on a first run
 
@@ -452,7 +462,7 @@ def train_generative(
     if codebook:
         inputs.append(vectors_fingerprint(vectors))
     key = cache.key(stage.name, config, inputs)
-    work = cache.root / "t5_work" / key  # resumable training state lives here until the stage is done
+    work = cache.work_path(stage.name, key)  # resumable training state lives here until the stage is done
     device = resolve_device(profile.device)
     state = processes(device)
 
@@ -470,20 +480,25 @@ def train_generative(
                      profile.seed, progress, device=profile.device)
 
     def publish(folder: Path, result: TrainResult) -> None:
+        problem = check_folder(result.best_dir)
+        if problem is not None:  # damaged since training wrote it: the next attempt's resume starts over
+            raise DamagedEntry(problem)
         shutil.copytree(result.best_dir, folder / "best")
         write_json(folder / "history.json", result.history)
 
+    def read(folder: Path) -> GenerativeModel:
+        model, tokenizer = load_best(folder)
+        history = json.loads((folder / "history.json").read_text())
+        return GenerativeModel(model.to(device), tokenizer, ids, history, folder)
+
     if state is None:  # locked per key: one process trains, another waits
-        folder = cache.build(stage.name, config, lambda f: publish(f, run_training()), inputs)
+        gen = cache.load(stage.name, config, lambda f: publish(f, run_training()), read, inputs)
         shutil.rmtree(work, ignore_errors=True)
-    else:
-        if not cache.exists(stage.name, key):
-            result = run_training()
-            if state.is_main_process:
-                cache.build(stage.name, config, lambda f: publish(f, result), inputs)
-                shutil.rmtree(work, ignore_errors=True)
-        state.wait_for_everyone()
-        folder = cache.path(stage.name, key)
-    model, tokenizer = load_best(folder)
-    history = json.loads((folder / "history.json").read_text())
-    return GenerativeModel(model.to(device), tokenizer, ids, history, folder)
+        return gen
+    if not cache.exists(stage.name, key):
+        result = run_training()
+        if state.is_main_process:
+            cache.build(stage.name, config, lambda f: publish(f, result), inputs)
+            shutil.rmtree(work, ignore_errors=True)
+    state.wait_for_everyone()
+    return read(cache.path(stage.name, key))

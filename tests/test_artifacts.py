@@ -1,6 +1,5 @@
 """Artifact cache: keyed by config and inputs, atomic, never stale, swept after kills, umask modes."""
 import os
-import pickle
 import signal
 import stat
 import subprocess
@@ -18,7 +17,6 @@ from gensar_lib.artifacts import (
     code_fingerprint,
     sweep_stale,
     write_json,
-    write_pickle,
 )
 from gensar_lib.config import DataConfig, SyntheticConfig
 
@@ -251,16 +249,25 @@ def _mode(path):
 
 
 def test_written_files_and_folders_follow_the_umask(tmp_path, umask):
+    import numpy as np
+    import torch
+    from safetensors.torch import save_file  # the writer of the T5's model.safetensors, which makes files 0o600
+
     file_mode, dir_mode = 0o666 & ~umask, 0o777 & ~umask
     assert _mode(write_json(tmp_path / "a.json", {"a": 1})) == file_mode
-    assert _mode(write_pickle(tmp_path / "a.pkl", [1])) == file_mode
     with atomic_dir(tmp_path / "folder") as tmp:
         (tmp / "f.txt").write_text("x")
+        (tmp / "sub").mkdir(mode=0o700)
+        save_file({"w": torch.zeros(3)}, tmp / "sub" / "model.safetensors")
     assert _mode(tmp_path / "folder") == dir_mode and _mode(tmp_path / "folder" / "f.txt") == file_mode
+    assert _mode(tmp_path / "folder" / "sub") == dir_mode
+    assert _mode(tmp_path / "folder" / "sub" / "model.safetensors") == file_mode
     cache = ArtifactCache(tmp_path / "cache")
-    folder = cache.build("stage", {"u": umask}, lambda d: write_json(d / "v.json", 1))
+    folder = cache.build("stage", {"u": umask}, lambda d: save_file({"w": torch.zeros(2)}, d / "model.safetensors"))
     assert _mode(folder) == dir_mode
-    assert _mode(folder / "manifest.json") == file_mode and _mode(folder / "v.json") == file_mode
-    value = cache.cached("cached", {"u": umask}, lambda: 3)
-    assert value == 3 and _mode(cache.path("cached", cache.key("cached", {"u": umask})) / "value.pkl") == file_mode
-    assert pickle.loads((tmp_path / "a.pkl").read_bytes()) == [1]
+    assert _mode(folder / "manifest.json") == file_mode and _mode(folder / "model.safetensors") == file_mode
+    value = cache.cached("cached", {"u": umask}, lambda: {"a": np.arange(3), "t": torch.ones(2)})
+    assert value["a"].tolist() == [0, 1, 2] and value["t"].tolist() == [1.0, 1.0]
+    entry = cache.path("cached", cache.key("cached", {"u": umask}))
+    assert {p.name: _mode(p) for p in entry.iterdir()} == {
+        name: file_mode for name in ("value.json", "arrays.npz", "tensors.safetensors", "manifest.json")}

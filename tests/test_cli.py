@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from gensar_lib.__main__ import main
+from gensar_lib.config import load_profile
 
 
 def run(*args, env_cache):
@@ -190,3 +191,54 @@ def test_stats_on_interactions_without_users(tmp_path):
     assert out.returncode == 2 and "Traceback" not in out.stderr
     assert f"{folder / 'Toy.inter.json'}: no users" in out.stderr
     assert not (tmp_path / "cache" / "data").exists() or not any((tmp_path / "cache" / "data").iterdir())
+
+
+def _fields(obj, prefix=""):
+    """The dotted name of every field of a profile that is not a section."""
+    import dataclasses
+
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        yield from _fields(value, f"{prefix}{f.name}.") if dataclasses.is_dataclass(value) else [prefix + f.name]
+
+
+def _refused_at_once(main, capsys, tmp_path, setting, *expected):
+    """``train --set setting`` exits 2 within 5 s naming ``expected``, before --out is made or data is read."""
+    out = tmp_path / "out"
+    start = time.monotonic()
+    code = main(["train", "--profile", "tiny", "--out", str(out), "--set", setting])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("error: ") and "Traceback" not in err, err
+    assert all(text in err for text in expected), err
+    assert time.monotonic() - start < 5 and not out.exists()
+
+
+@pytest.mark.parametrize("field", list(_fields(load_profile("tiny"))))
+def test_every_profile_field_refuses_a_value_of_another_type(no_work, capsys, tmp_path, field):
+    _refused_at_once(no_work, capsys, tmp_path, f'{field}={{"bad": 1}}', field, "{'bad': 1}")
+
+
+@pytest.mark.parametrize("setting, allowed", [
+    ("train.max_steps=-5", "an integer >= 1, or null"), ("train.max_steps=abc", "an integer >= 1, or null"),
+    ("train.lr=NaN", "a finite number > 0.0"), ("train.lr=0", "a finite number > 0.0"),
+    ("train.lr=-Infinity", "a finite number > 0.0"), ("model.num_layers=0", "an integer >= 1"),
+    ("eval.max_eval_users=0", "an integer >= 1, or null"), ("eval.beam_size=0", "an integer >= 1"),
+    ("eval.ks=[0]", "a list of at least 1 of: an integer >= 1"), ("quantize.codebook_size=1", "an integer >= 2"),
+    ("data.synthetic.n_leaves=65", "an integer >= 2 and <= 64"), ("data.protocol=loose", "one of 'strict', 'official'"),
+    ("model.dropout_rate=1", "a finite number >= 0.0 and < 1.0"), ("train.prompts=fancy", "one of 'paraphrases'"),
+    ("model.pretrained=\"\"", "a non-empty text, or null"), ("seed=-1", "an integer >= 0"),
+    ("ablation.level_splits=[[1]]", "a list of at least 1 of: [an integer >= 1, an integer >= 1]"),
+    ("train.task_mix=[[\"NRIP\", -1]]", "a list of at least 1 of: [a non-empty text, a finite number >= 0.0], or null"),
+    ("ablation.epochs=0", "an integer >= 1, or null"),
+])
+def test_out_of_range_values_exit_2_before_any_work(no_work, capsys, tmp_path, setting, allowed):
+    _refused_at_once(no_work, capsys, tmp_path, setting, setting.split("=")[0], f"(allowed: {allowed}")
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["--query", ""], "--query '' is empty"),
+    (["--query", "  \t"], "--query '  \\t' is empty"),
+    (["--k", "11"], "--k 11 is more than the beam keeps (eval.beam_size = 10)"),
+])
+def test_predict_refuses_a_blank_query_and_more_items_than_the_beam(no_work, capsys, argv, expected):
+    _fails_fast(no_work, capsys, ["predict", "--profile", "tiny", "--user", "u1", *argv], expected)

@@ -1,11 +1,12 @@
 """Profiles: named, typed, validated, read from the environment."""
+import dataclasses
 import re
 from dataclasses import replace
 
 import pytest
 
-from gensar_lib.config import (REPO_ROOT, ConfigError, dataset_spec, fingerprint, load_profile, parse_override,
-                               with_overrides)
+from gensar_lib.config import (PROFILES, PROMPT_STYLE_NAMES, REPO_ROOT, RULES, ConfigError, dataset_spec, fingerprint,
+                               load_profile, parse_override, rule_violations, with_overrides)
 
 
 def test_paper_profile_has_the_papers_hyper_parameters():
@@ -89,3 +90,43 @@ def test_overrides_replace_nested_fields_and_key_like_the_same_profile_written_o
 def test_bad_overrides_name_the_key_and_value(text, message):
     with pytest.raises(ConfigError, match=re.escape(message)):
         with_overrides(load_profile("small"), dict([parse_override(text)]))
+
+
+def _sections(obj, prefix=""):
+    """(dotted prefix, section) of a profile and of every section in it."""
+    yield prefix, obj
+    for f in dataclasses.fields(obj):
+        if dataclasses.is_dataclass(getattr(obj, f.name)):
+            yield from _sections(getattr(obj, f.name), f"{prefix}{f.name}.")
+
+
+def test_every_field_of_every_section_has_a_rule():
+    for prefix, section in _sections(load_profile("tiny")):
+        fields = {f.name for f in dataclasses.fields(section) if not dataclasses.is_dataclass(getattr(section, f.name))}
+        where = f"config.RULES[{type(section).__name__}] ({prefix or 'profile'})"
+        assert set(RULES.get(type(section), {})) == fields, where
+
+
+def test_every_profile_keeps_its_rules_and_the_prompt_styles_are_the_instructions():
+    from gensar_lib.instructions import PROMPT_STYLES
+
+    for name in PROFILES:
+        assert list(rule_violations(load_profile(name))) == []
+    assert PROMPT_STYLE_NAMES == tuple(PROMPT_STYLES)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("train.max_steps=-5", "train.max_steps = -5 in profile 'tiny' (allowed: an integer >= 1, or null)"),
+    ("train.max_steps=abc", "train.max_steps = 'abc' in profile 'tiny' (allowed: an integer >= 1, or null)"),
+    ("train.max_steps=true", "train.max_steps = True"),
+    ("train.lr=NaN", "train.lr = nan in profile 'tiny' (allowed: a finite number > 0.0)"),
+    ("train.lr=0", "train.lr = 0.0"),
+    ("model.num_layers=0", "model.num_layers = 0"),
+    ("eval.max_eval_users=0", "eval.max_eval_users = 0"),
+    ("model.pretrained=3", "model.pretrained = 3 in profile 'tiny' (allowed: a non-empty text, or null)"),
+    ("eval.ks=[]", "eval.ks = ()"),
+    ("ablation.level_splits=[[1, 2, 3]]", "ablation.level_splits = ((1, 2, 3),)"),
+])
+def test_bad_values_name_the_field_the_value_and_what_is_allowed(text, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        with_overrides(load_profile("tiny"), dict([parse_override(text)]))  # max_steps, pretrained: None

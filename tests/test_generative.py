@@ -1,5 +1,6 @@
 """Tokenizer, T5 build/load and the resumable training loop (gensar_lib.generative)."""
 import json
+import os
 import time
 
 import numpy as np
@@ -475,3 +476,84 @@ def test_sigkill_mid_epoch_then_rerun_equals_the_uninterrupted_run(tmp_path):
     a, b = json.loads(full.stdout.splitlines()[-1]), json.loads(resumed.stdout.splitlines()[-1])
     assert b.pop("resumed_from") == 6 and a.pop("resumed_from") is None
     assert a == b  # same final weights, history and validation scores
+
+
+# --------------------------------------------------------------------------- damaged, planted or unwritable checkpoints
+
+
+class _Payload:
+    """Unpickling it creates the file ``path``: the proof that a loader ran code from data."""
+
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        return open, (self.path, "w")
+
+
+@pytest.mark.parametrize("forged", [False, True], ids=["manifest-kept", "manifest-forged"])
+def test_a_payload_in_the_training_state_runs_nothing_and_training_starts_over(tokenizer, tmp_path, forged):
+    from gensar_lib.artifacts import MANIFEST, CacheWarning, write_manifest
+
+    cfg = tiny_cfg(epochs=2)
+    full_model = build_model(TINY, tokenizer, seed=1)
+    full = train(full_model, tokenizer, PAIRS, cfg, tmp_path / "full", seed=7, progress=False)
+    cut = tmp_path / "cut"
+    train(build_model(TINY, tokenizer, seed=1), tokenizer, PAIRS, cfg, cut, seed=7, progress=False,
+          stop_after_steps=3)
+    torch.save({"signature": _Payload(tmp_path / "ran")}, cut / "last" / "training_state.pt")
+    if forged:  # the manifest rewritten to match: weights_only=True itself must refuse the object
+        write_manifest(cut / "last")
+    assert json.loads((cut / "last" / MANIFEST).read_text())["files"]
+    fresh = build_model(TINY, tokenizer, seed=1)
+    with pytest.warns(CacheWarning, match="training_state.pt.*training starts over"):
+        again = train(fresh, tokenizer, PAIRS, cfg, cut, seed=7, progress=False)
+    assert not (tmp_path / "ran").exists()
+    assert again.resumed_from_step is None and same_weights(weights(fresh), weights(full_model))
+    assert untimed(again.history) == untimed(full.history)
+
+
+def _full_folder(path, limit: int):
+    """A folder where writing more than about ``limit`` bytes fails with an OS error: a tmpfs of that size when
+    this machine lets us mount one, else (no permission) a file-size limit on this process."""
+    import contextlib
+    import resource
+    import signal
+    import subprocess
+
+    @contextlib.contextmanager
+    def folder():
+        path.mkdir()
+        mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={limit}", "tmpfs", str(path)],
+                                 capture_output=True).returncode == 0
+        if mounted:
+            try:
+                yield path
+            finally:
+                subprocess.run(["umount", str(path)], check=True)
+            return
+        soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+        handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # write() then fails with EFBIG
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, hard))
+        try:
+            yield path
+        finally:
+            resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+            signal.signal(signal.SIGXFSZ, handler)
+    return folder()
+
+
+@pytest.mark.parametrize("limit, folder", [(64 * 1024, "best"), (300 * 1024, "last")])  # best: 132 kB, last: 370 kB
+def test_disk_full_while_a_checkpoint_is_written_names_the_folder(tokenizer, tmp_path, limit, folder):
+    import errno
+
+    from gensar_lib.__main__ import _os_message
+
+    model = build_model(TINY, tokenizer, seed=0)
+    out = tmp_path / "small"
+    with _full_folder(out, limit), pytest.raises(OSError) as raised:
+        train(model, tokenizer, PAIRS, tiny_cfg(epochs=1), out, progress=False)
+    err = raised.value
+    assert err.errno in (errno.ENOSPC, errno.EFBIG), err
+    assert err.filename == str(out / folder)
+    assert _os_message(err) == f"{err.filename}: {os.strerror(err.errno)}"

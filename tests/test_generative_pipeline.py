@@ -12,7 +12,7 @@ from gensar_lib.artifacts import ArtifactCache
 from gensar_lib.config import load_profile
 from gensar_lib.data.pipeline import prepare_data
 from gensar_lib.__main__ import main
-from gensar_lib.evaluation import evaluate_generative, held_out, rank_cases, recommend, search
+from gensar_lib.evaluation import evaluate_generative, held_out, prompt_for, rank_cases, recommend, search
 from gensar_lib.metrics import MISSING
 from gensar_lib.pipeline import all_identifiers, train_generative
 
@@ -106,3 +106,35 @@ def test_predict_command_prints_the_top_items(trained, capsys):
     assert main(["predict", "--profile", "tiny", "--user", "nobody"]) == 2
     assert "--user 'nobody': no such user in dataset 'synthetic'" in capsys.readouterr().err
     assert main(["predict", "--profile", "tiny", "--user", ds.users[user], "--k", "0"]) == 2
+    long = " ".join(["red mug"] * 1250)  # 9,999 characters: the prompt loses its first tokens, as in training
+    prompt = prompt_for(gen, ds.sequences[user], profile, long)
+    assert prompt.truncated and prompt.kept == profile.train.max_source_length
+    assert main(["predict", "--profile", "tiny", "--user", ds.users[user], "--query", long, "--k", "2"]) == 0
+    out = capsys.readouterr().out
+    assert f"its first {prompt.tokens - prompt.kept} were cut to fit train.max_source_length = 256, as in training" \
+        in out
+    assert [line.split()[1] for line in out.strip().splitlines()[-2:]] == [
+        ds.items[i].id for i in search(gen, ds.sequences[user], long, profile, k=2)]
+
+
+def test_zeroed_t5_weights_are_reported_and_retrained_to_the_same_metrics(trained, tmp_path, capsys, monkeypatch):
+    """A copy of the session's cache whose T5 weights are zeroed in place (the size kept): the next ``train``
+    warns naming the file, trains again, and reports the metrics of the undamaged cache."""
+    import shutil
+
+    assert main(["train", "--profile", "tiny", "--out", str(tmp_path / "good")]) == 0
+    copy = tmp_path / "cache"
+    shutil.copytree(CACHE.root, copy, ignore=shutil.ignore_patterns(".locks", "ablation_run"))
+    _, _, gen = trained
+    weights = copy / "t5" / gen.folder.name / "best" / "model.safetensors"
+    size = weights.stat().st_size
+    with open(weights, "r+b") as fh:
+        fh.seek(size // 3)
+        fh.write(bytes(min(200 * 1024, size // 3)))
+    capsys.readouterr()
+    monkeypatch.setenv("GENSAR_CACHE", str(copy))
+    assert main(["train", "--profile", "tiny", "--out", str(tmp_path / "again")]) == 0
+    warnings_ = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning: damaged")]
+    assert len(warnings_) == 1 and str(weights) in warnings_[0], warnings_
+    good, again = (json.loads((tmp_path / d / "metrics.json").read_text()) for d in ("good", "again"))
+    assert again == good

@@ -283,8 +283,9 @@ def cached_learned(name: str, prepared: PreparedData, profile: Profile, cache: A
         save_file(model.state_dict(), str(folder / "model.safetensors"))
         write_json(folder / "log.json", log)
 
-    folder = cache.build(stage.name, config, build, inputs)
-    model = SearchRecTransformer(items, queries, VARIANTS[name], profile.baselines)
-    model.load_state_dict(load_file(str(folder / "model.safetensors")))
-    model.eval()
-    return Learned(model, queries, json.loads((folder / "log.json").read_text()))
+    def read(folder: Path) -> Learned:
+        model = SearchRecTransformer(items, queries, VARIANTS[name], profile.baselines)
+        model.load_state_dict(load_file(str(folder / "model.safetensors")))
+        return Learned(model.eval(), queries, json.loads((folder / "log.json").read_text()))
+
+    return cache.load(stage.name, config, build, read, inputs)

@@ -13,10 +13,14 @@ from pathlib import Path
 
 import numpy as np
 
+from typing import Any
+
 from gensar_lib.artifacts import ArtifactCache
 from gensar_lib.config import Profile, dataset_spec, load_profile
 from gensar_lib.data.amazon import load_folder
 from gensar_lib.data.candidates import build_candidates
+from gensar_lib.data.codec import (dataset_from_tree, dataset_tree, split_from_tree, split_tree, world_from_tree,
+                                   world_tree)
 from gensar_lib.data.queries import add_search_events, warn_if_no_search
 from gensar_lib.data.schema import DataError, Dataset
 from gensar_lib.data.splits import Split, leave_one_out
@@ -35,6 +39,22 @@ class PreparedData:
     candidates: dict[str, np.ndarray]
     world: SyntheticWorld | None
     key: str
+
+
+def prepared_tree(prepared: PreparedData) -> dict[str, Any]:
+    """What the cache stores of prepared data (:mod:`gensar_lib.data.codec`)."""
+    ds = prepared.dataset
+    if prepared.world is not None and prepared.world.dataset is not ds:
+        raise ValueError("cannot store prepared data whose synthetic world holds another dataset")
+    return {"dataset": dataset_tree(ds), "split": split_tree(prepared.split, ds), "candidates": prepared.candidates,
+            "world": None if prepared.world is None else world_tree(prepared.world), "key": prepared.key}
+
+
+def prepared_from_tree(tree: dict[str, Any]) -> PreparedData:
+    """The prepared data :func:`prepared_tree` stored."""
+    ds = dataset_from_tree(tree["dataset"])
+    world = None if tree["world"] is None else world_from_tree(tree["world"], ds)
+    return PreparedData(ds, split_from_tree(tree["split"], ds), dict(tree["candidates"]), world, tree["key"])
 
 
 def source_fingerprint(spec: str) -> str:
@@ -81,6 +101,7 @@ def prepare_data(
     stage = STAGES["data"]
     config, inputs = stage.config(profile), [source_fingerprint(spec), stage.code()]
     key = cache.key(stage.name, config, inputs)
-    prepared = cache.cached(stage.name, config, lambda: _prepare(spec, profile, key), inputs)
+    prepared = cache.cached(stage.name, config, lambda: _prepare(spec, profile, key), inputs,
+                            encode=prepared_tree, decode=prepared_from_tree)
     warn_if_no_search(prepared.dataset)  # again for a cached dataset (the warnings module shows it once)
     return prepared
