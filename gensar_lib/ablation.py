@@ -15,8 +15,8 @@ are the notebook 05 pipeline with only the identifiers or the task mix changed:
   instructions (plus the identifier-language alignment), to show the trade-off of Fig. 1.
 
 *Departures from the paper*: the paper's Fig. 1 places published search, recommendation
-and joint models; here the four baselines of :mod:`gensar_lib.baselines` stand in for
-them. The paper trains each variant once on 8 GPUs; on a CPU each variant is a small T5
+and joint models; here the baselines of :mod:`gensar_lib.baselines` stand in for them (counting,
+text, fused and learned ones, each seeing the same training events as the generative models). The paper trains each variant once on 8 GPUs; on a CPU each variant is a small T5
 trained from scratch (notebook 05), and the ``headline`` methods are repeated over seeds
 (mean and standard deviation) while the others run for fewer seeds (``AblationConfig``).
 The hyper-parameter figure reports identifier-level effects (collision rates, prefix
@@ -67,7 +67,9 @@ LABELS = {
     "collaborative": "collaborative-only", "concatenated": "concatenated embedding",
     "separate": "separate sem. + collab. (no shared)", "random": "random IDs",
     "gensar-rec-only": "GenSAR, rec. data only", "gensar-search-only": "GenSAR, search data only",
-    "popularity": "popularity", "sasrec": "SASRec", "bm25": "BM25", "dense": "dense (MiniLM)",
+    "popularity": "popularity", "query-popularity": "query popularity", "sasrec": "SASRec", "bm25": "BM25",
+    "dense": "dense (MiniLM)", "query-popularity+sasrec": "query popularity + SASRec", "bm25+sasrec": "BM25 + SASRec",
+    "personal-search": "personalised search (TEM-like)", "joint": "joint search + rec. (UniSAR-like)",
 }
 NOTEBOOK = "06_identifier_ablation"
 COMMITTED = REPO_ROOT / "figures" / NOTEBOOK  # the committed multi-seed results notebook 06 loads
@@ -208,14 +210,18 @@ def run_method(method: str, prepared: PreparedData, profile: Profile, seed: int,
     return {"method": method, "family": "generative", "seed": seed, **out, "collisions": variant.collisions}
 
 
-def run_baselines(prepared: PreparedData, profile: Profile, seed: int, cache: ArtifactCache | None = None
-                  ) -> list[dict[str, Any]]:
-    """Every baseline of :mod:`gensar_lib.baselines`, on the same test cases, for one seed."""
-    from gensar_lib.baselines import evaluate_baselines
+def run_baselines(prepared: PreparedData, profile: Profile, seed: int, cache: ArtifactCache | None = None,
+                  names: tuple[str, ...] | None = None) -> list[dict[str, Any]]:
+    """The baselines ``names`` (default: all of :mod:`gensar_lib.baselines`) on the same test cases, for
+    one seed, each with what validation chose for it (``baselines.baseline_details``)."""
+    from gensar_lib.baselines import BASELINES, baseline_details, evaluate_baseline
 
     cases, candidates = held_out(prepared, profile)
-    results = evaluate_baselines(prepared, replace(profile, seed=seed), cases, candidates, cache)
-    return [{"method": name, "family": "baseline", "seed": seed, "metrics": m} for name, m in results.items()]
+    prof = replace(profile, seed=seed)
+    return [{"method": name, "family": "baseline", "seed": seed,
+             "metrics": evaluate_baseline(name, prepared, prof, cases, candidates, cache),
+             **({"chosen": chosen} if (chosen := baseline_details(name, prepared, prof, cache)) else {})}
+            for name in (BASELINES if names is None else names)]
 
 
 def seeds_of(method: str, profile: Profile, seeds: int, all_seeds: bool = False) -> list[int]:
@@ -288,14 +294,21 @@ def run_ablation(prepared: PreparedData, profile: Profile, seeds: int = 1, metho
         if on_run is not None:
             on_run(runs)
     if baselines:
-        baseline_seeds = {r["seed"] for r in done.runs if r["family"] == "baseline"} if done else set()
+        from gensar_lib.baselines import BASELINES
+
         for seed in range(profile.seed, profile.seed + seeds):
-            if seed not in baseline_seeds:
-                runs += run_baselines(prepared, profile, seed, cache)
+            missing = tuple(name for name in BASELINES if (name, seed) not in made)
+            if missing:
+                if progress:
+                    print(f"baselines seed {seed}: {', '.join(missing)}", flush=True)
+                runs += run_baselines(prepared, profile, seed, cache, missing)
     grid = hparam_grid(prepared, profile, cache) if hparams else []
-    emb = item_embeddings(prepared, profile, cache, progress=False)
-    structure = identifier_structure(prepared, emb, all_identifiers(prepared, profile, cache=cache, progress=False),
-                                     profile)
+    if done and done.structure:  # the identifiers of this profile's seed: the same as when they were measured
+        structure = done.structure
+    else:
+        emb = item_embeddings(prepared, profile, cache, progress=False)
+        structure = identifier_structure(prepared, emb, all_identifiers(prepared, profile, cache=cache,
+                                                                        progress=False), profile)
     return AblationResult(prepared.dataset.name, profile.name, runs, grid, structure, fingerprint(profile))
 
 
@@ -446,9 +459,12 @@ def summary_frame(runs: list[dict[str, Any]], protocol: str = "sampled") -> pd.D
 
 
 def paper_table(runs: list[dict[str, Any]], protocol: str = "sampled") -> pd.DataFrame:
-    """The paper's layout: one row per method, (task, metric) columns, ``mean ± std`` cells."""
+    """The paper's main table: one row per method, (task, metric) columns, ``mean ± std`` cells; the best
+    mean of each column is marked `` *`` (every method that ties it too)."""
     s = summary_frame(runs, protocol)
-    s["cell"] = [f"{m:.4f}" if np.isnan(sd) else f"{m:.4f} ± {sd:.4f}" for m, sd in zip(s["mean"], s["std"])]
+    best = s.groupby(["task", "metric"])["mean"].transform("max")
+    s["cell"] = [(f"{m:.4f}" if np.isnan(sd) else f"{m:.4f} ± {sd:.4f}") + (" *" if np.isclose(m, b) else "")
+                 for m, sd, b in zip(s["mean"], s["std"], best)]
     table = s.pivot_table(index="method", columns=["task", "metric"], values="cell", aggfunc="first", sort=False)
     order = [m for m in LABELS if m in table.index]
     table = table.loc[order]
@@ -465,23 +481,39 @@ def pareto_front(points: dict[str, tuple[float, float]]) -> set[str]:
     return {m for m, p in points.items() if not any(dominates(q, p) for n, q in points.items() if n != m)}
 
 
+def _difference(ref: pd.Series, other: pd.Series) -> dict[str, Any]:
+    """``ref`` mean minus ``other`` mean (rows of :func:`summary_frame`), its standard error
+    (sqrt(s1^2/n1 + s2^2/n2), a method with one seed counting as unknown spread: NaN) and whether the
+    difference exceeds two of them (None when the error is unknown)."""
+    se = float(np.sqrt(ref["std"] ** 2 / ref["seeds"] + other["std"] ** 2 / other["seeds"]))
+    diff = float(ref["mean"] - other["mean"])
+    return {"difference": diff, "standard_error": se, "seeds": f"{int(ref['seeds'])} vs {int(other['seeds'])}",
+            "beyond_2se": bool(abs(diff) > 2 * se) if np.isfinite(se) else None}
+
+
 def differences(runs: list[dict[str, Any]], protocol: str = "sampled", metric: str = "NDCG@10",
                 reference: str = "gensar") -> pd.DataFrame:
-    """``reference`` minus every other generative method, per task: the difference, its standard error
-    (sqrt(s1^2/n1 + s2^2/n2); NaN when either ran one seed) and whether it exceeds two of them."""
+    """``reference`` minus every other generative method, per task (:func:`_difference`)."""
     s = summary_frame(runs, protocol)
     s = s[(s.metric == metric) & (s.family == "generative")].set_index(["method", "task"])
-    rows = []
-    for (method, task), other in s.iterrows():
-        if method == reference:
-            continue
-        ref = s.loc[(reference, task)]
-        se = float(np.sqrt(ref["std"] ** 2 / ref["seeds"] + other["std"] ** 2 / other["seeds"]))
-        diff = float(ref["mean"] - other["mean"])
-        rows.append({"method": method, "task": task, "difference": diff, "standard_error": se,
-                     "seeds": f"{int(ref['seeds'])} vs {int(other['seeds'])}",
-                     "beyond_2se": bool(abs(diff) > 2 * se) if np.isfinite(se) else None})
+    rows = [{"method": method, "task": task, **_difference(s.loc[(reference, task)], other)}
+            for (method, task), other in s.iterrows() if method != reference]
     return pd.DataFrame(rows, columns=["method", "task", "difference", "standard_error", "seeds", "beyond_2se"])
+
+
+def baseline_gap(runs: list[dict[str, Any]], protocol: str = "full", metric: str = "HR@10",
+                 reference: str = "gensar") -> pd.DataFrame:
+    """Per task, ``reference`` minus the best non-generative baseline of that task (highest mean), with the
+    standard error and the two-standard-error verdict of :func:`_difference`: the paper's claim, tested."""
+    s = summary_frame(runs, protocol)
+    s = s[s.metric == metric]
+    rows = []
+    for task in ("rec", "search"):
+        part = s[s.task == task].set_index("method")
+        best = part[part.family == "baseline"]["mean"].idxmax()
+        rows.append({"task": task, "best_baseline": best, **_difference(part.loc[reference], part.loc[best])})
+    return pd.DataFrame(rows, columns=["task", "best_baseline", "difference", "standard_error", "seeds",
+                                       "beyond_2se"])
 
 
 def collision_frame(runs: list[dict[str, Any]]) -> pd.DataFrame:

@@ -114,8 +114,10 @@ def test_summary_and_paper_table_aggregate_over_seeds():
     assert g["seeds"] == 2
     table = ablation.paper_table(runs, "full")
     assert list(table.index) == [ablation.LABELS["gensar"], ablation.LABELS["semantic"]]
-    assert table.loc[ablation.LABELS["gensar"], ("rec", "HR@10")] == "0.1500 ± 0.0707"
-    assert table.loc[ablation.LABELS["semantic"], ("search", "NDCG@5")] == "0.2500"
+    assert table.loc[ablation.LABELS["gensar"], ("rec", "HR@10")] == "0.1500 ± 0.0707 *"  # the column's best
+    assert table.loc[ablation.LABELS["semantic"], ("rec", "HR@10")] == "0.0500"
+    assert table.loc[ablation.LABELS["semantic"], ("search", "NDCG@5")] == "0.2500 *"  # a tie: both marked
+    assert table.loc[ablation.LABELS["gensar"], ("search", "NDCG@5")] == "0.2500 ± 0.0707 *"
 
 
 def test_differences_give_two_standard_error_verdicts():
@@ -130,6 +132,20 @@ def test_differences_give_two_standard_error_verdicts():
     assert search.difference == pytest.approx(0.0) and not search.beyond_2se
     assert d.loc[("random", "rec")].beyond_2se is None and d.loc[("random", "rec")].seeds == "3 vs 1"
     assert "gensar" not in d.index.get_level_values("method")
+
+
+def test_baseline_gap_compares_with_the_best_baseline_of_each_task():
+    base = lambda name, seed, rec, search: {**_run(name, seed, rec, search), "family": "baseline"}  # noqa: E731
+    runs = [_run("gensar", s, r, 0.8) for s, r in enumerate((0.30, 0.32, 0.34))]
+    runs += [base("sasrec", s, 0.36, 0.2) for s in range(3)]  # best on rec, and no spread
+    runs += [base("query-popularity", s, 0.1, q) for s, q in enumerate((0.9, 0.92, 0.94))]  # best on search
+    runs += [_run("semantic", 0, 0.9, 0.99)]  # generative: never the baseline
+    gap = ablation.baseline_gap(runs, "sampled", "HR@10").set_index("task")
+    assert gap.loc["rec", "best_baseline"] == "sasrec" and gap.loc["search", "best_baseline"] == "query-popularity"
+    assert gap.loc["rec", "difference"] == pytest.approx(-0.04)
+    assert gap.loc["rec", "standard_error"] == pytest.approx(0.02 / np.sqrt(3)) and gap.loc["rec", "beyond_2se"]
+    assert gap.loc["search", "difference"] == pytest.approx(-0.12)
+    assert gap.loc["search", "standard_error"] == pytest.approx(0.02 / np.sqrt(3))  # from the baseline alone
 
 
 def _result(runs, profile=TINY, **kw):

@@ -50,7 +50,11 @@ def test_the_keys_cover_what_the_hand_written_lists_missed():
             "pipeline.py", "generative.py", "instructions.py", "evaluation.py"} <= t5
     assert {"identifiers.py", "quantize/__init__.py", "quantize/residual.py", "quantize/models.py",
             "quantize/training.py", "codestats.py"} <= _names(STAGES["rqvae"].modules(), PACKAGE)
-    assert {"baselines.py", "ablation.py"} <= _names(STAGES["ablation_run"].modules(), PACKAGE)
+    assert {"baselines/__init__.py", "baselines/neural.py", "ablation.py"} <= _names(STAGES["ablation_run"].modules(),
+                                                                                      PACKAGE)
+    learned = _names(STAGES["learned_baseline"].modules(), PACKAGE)  # validation picks the epoch
+    assert {"baselines/neural.py", "baselines/scores.py", "evaluation.py", "metrics.py"} <= learned
+    assert "ablation.py" not in learned
     data = _names(STAGES["data"].modules(), PACKAGE)
     assert {"data/synthetic.py", "data/synthetic_vocabulary.json"} <= data and "generative.py" not in data
     for stage in STAGES.values():
@@ -80,7 +84,7 @@ def test_a_stage_reads_its_profile_slice():
     assert STAGES["t5"].config(profile) == {"model": profile.model, "train": profile.train,
                                             "eval": profile.eval, "seed": profile.seed}
     assert Stage("x", ("train.lr",), (), ()).config(profile) == {"train.lr": profile.train.lr}
-    assert set(STAGES) == {"data", "semantic_embeddings", "sasrec", "rqvae", "t5", "ablation_run"}
+    assert set(STAGES) == {"data", "semantic_embeddings", "sasrec", "rqvae", "t5", "ablation_run", "learned_baseline"}
     assert all(c in STAGES for s in STAGES.values() for c in s.consumes)
 
 
