@@ -113,6 +113,12 @@ CANDIDATES.update({
     "small profile + dropout 0.1": {**SMALL_RECIPE, "model.dropout_rate": 0.1},
     "small profile + 5800 steps": {**SMALL_RECIPE, "train.max_steps": 5800, "train.eval_every": 1450},
 })
+# Levers for GenSAR against the learned baselines (notebook 06, section 4): twice the search instructions
+# (the search-only model searched better), and a longer history of each task (the joint baseline reads 10 events)
+CANDIDATES.update({
+    "small profile + NSIP x2": {**SMALL_RECIPE, "train.task_mix": (("NRIP", 1.0), ("NSIP", 2.0))},
+    "small profile + history 5": {**SMALL_RECIPE, "train.history_length": 5},
+})
 
 
 def candidate_profile(name: str, steps: int, eval_every: int, seed: int = 0) -> Profile:

@@ -516,6 +516,42 @@ def baseline_gap(runs: list[dict[str, Any]], protocol: str = "full", metric: str
                                        "beyond_2se"])
 
 
+TASK_NAMES = {"rec": "recommendation", "search": "search"}
+
+
+def _standing(diff: float, se: float, beyond: bool | None) -> str:
+    """How a difference and its standard error read: beyond two standard errors, within them, or unknown."""
+    if beyond is None:
+        return "one of the two ran one seed, so no standard error: not evidence either way"
+    return (f"{abs(diff):.3f} ± {se:.3f}, " + ("beyond two standard errors" if beyond
+                                                 else "within two standard errors: level"))
+
+
+def verdict(runs: list[dict[str, Any]], protocol: str = "full", metric: str = "HR@10",
+            identifiers: tuple[str, ...] = ("gensar", "semantic", "collaborative")) -> list[str]:
+    """Lines that start with ``Verdict:``, computed from the runs: per task, which of ``identifiers`` scores
+    highest and by how much against the runner-up, and how GenSAR stands against the strongest baseline
+    (:func:`baseline_gap`); each in the direction the numbers give (notebook 06)."""
+    s = summary_frame(runs, protocol)
+    s = s[s.metric == metric].set_index(["method", "task"])
+    lines = []
+    for task in ("rec", "search"):
+        ranked = sorted((m for m in identifiers if (m, task) in s.index), key=lambda m: -s.loc[(m, task), "mean"])
+        if len(ranked) >= 2:
+            first, second = ranked[:2]
+            d = _difference(s.loc[(first, task)], s.loc[(second, task)])
+            lines.append(f"Verdict: on {TASK_NAMES[task]}, {LABELS[first]} identifiers score highest "
+                         f"({s.loc[(first, task), 'mean']:.3f} {metric}, {protocol}), ahead of {LABELS[second]} by "
+                         f"{_standing(d['difference'], d['standard_error'], d['beyond_2se'])}.")
+    if "gensar" in {r["method"] for r in runs} and any(r["family"] == "baseline" for r in runs):
+        for row in baseline_gap(runs, protocol, metric).itertuples():
+            word = "beats" if row.difference > 0 else "trails" if row.difference < 0 else "equals"
+            lines.append(f"Verdict: on {TASK_NAMES[row.task]}, GenSAR {word} the strongest baseline, "
+                         f"{LABELS[row.best_baseline]}, in {metric} ({protocol}) by "
+                         f"{_standing(row.difference, row.standard_error, row.beyond_2se)}.")
+    return lines
+
+
 def collision_frame(runs: list[dict[str, Any]]) -> pd.DataFrame:
     """Collision rates before/after handling of each variant's identifiers (first seed of each method)."""
     seen, rows = set(), []

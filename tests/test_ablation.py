@@ -347,3 +347,20 @@ def test_downstream_frame_reads_the_budget_curve_comparison(tmp_path, monkeypatc
     assert frame.loc["before", "at minute"] == 3.0
     assert frame.loc["before", "search full HR@10"] == pytest.approx(0.25)
     assert ablation.downstream_path("Office").name == "identifiers_downstream_office.json"
+
+
+def test_verdict_lines_follow_the_numbers_in_either_direction():
+    base = lambda name, seed, rec, search: {**_run(name, seed, rec, search), "family": "baseline"}  # noqa: E731
+    runs = [_run("gensar", s, r, 0.8) for s, r in enumerate((0.30, 0.32, 0.34))]
+    runs += [_run("semantic", s, r, 0.9) for s, r in enumerate((0.20, 0.21, 0.22))]
+    runs += [base("sasrec", s, 0.33, 0.2) for s in range(3)]
+    lines = ablation.verdict(runs, "sampled", "HR@10", identifiers=("gensar", "semantic"))
+    assert all(line.startswith("Verdict: ") for line in lines) and len(lines) == 4
+    rec, search, rec_gap, search_gap = lines
+    assert "recommendation, GenSAR (shared + specific) identifiers score highest (0.320" in rec
+    assert "beyond two standard errors" in rec
+    assert "search, semantic-only (TIGER) identifiers score highest (0.900" in search
+    assert "GenSAR trails the strongest baseline, SASRec" in rec_gap and "within two standard errors: level" in rec_gap
+    assert "GenSAR beats the strongest baseline, SASRec" in search_gap and "0.600 ± 0.000" in search_gap
+    one_seed = ablation.verdict(runs + [_run("collaborative", 0, 0.5, 0.1)], "sampled", "HR@10")
+    assert "collaborative-only identifiers score highest" in one_seed[0] and "no standard error" in one_seed[0]
