@@ -99,17 +99,17 @@ def _train(args: argparse.Namespace) -> None:
 
 def provenance(argv: list[str]) -> dict:
     """Command (``argv``: the arguments after the program name), date, machine, load and code
-    fingerprint of a run (README results cite them)."""
+    fingerprint of a run (the results JSON keep them)."""
     import os
     import platform
-    import time
+    from datetime import datetime, timezone
 
     import torch
 
     from gensar_lib.artifacts import code_fingerprint
 
     return {"command": "python -m gensar_lib " + " ".join(argv),
-            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+            "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M %Z"),
             "machine": f"{platform.machine()} {os.cpu_count()} CPUs, {platform.platform()}",
             "torch_threads": torch.get_num_threads(), "load_average": os.getloadavg(),
             "code": code_fingerprint(Path(__file__).parent)}
@@ -255,6 +255,17 @@ def _cache(args: argparse.Namespace) -> int:
     return 1 if damaged or orphans else 0
 
 
+def _results(args: argparse.Namespace) -> None:
+    """The committed ablation results as Markdown tables; ``--readme`` writes them into README.md."""
+    from gensar_lib import results
+
+    tables = results.results_markdown()
+    if args.readme:
+        print(f"wrote {results.write_readme(tables, results.README)}")
+    else:
+        print(tables, end="")
+
+
 def _methods(args: argparse.Namespace) -> tuple[str, ...] | None:
     """The ``--methods`` names (None: the profile's), each a known ablation method."""
     if args.methods is None:
@@ -273,6 +284,12 @@ def check_arguments(args: argparse.Namespace) -> None:
         _check_fetch(args)
         return
     if args.command == "cache":
+        return
+    if args.command == "results":
+        if args.readme:  # a README without its markers fails before any work
+            from gensar_lib import results
+
+            results.readme_block(results.README.read_text(encoding="utf-8"), results.README)
         return
     for flag in ("profile", "dataset"):
         if getattr(args, flag) == "":
@@ -364,6 +381,10 @@ def parser() -> argparse.ArgumentParser:
     cache.add_argument("action", choices=("verify", "clean"),
                        help="verify: report, exit 1 when something is damaged or orphaned; clean: remove those")
     cache.add_argument("--cache", default=None, help="the cache folder (default: $GENSAR_CACHE or data/cache)")
+    results = sub.add_parser("results", help="the committed ablation results as Markdown tables, one per dataset")
+    results.set_defaults(run=_results)
+    results.add_argument("--readme", action="store_true",
+                         help="write them into README.md between its results markers instead of printing them")
     for command in (stats, idents, trainer, ablation, predict):
         command.add_argument("--dataset", default=None, help="'synthetic' (default) or a dataset folder")
         command.add_argument("--profile", default=None, help="tiny | small | paper (default: small)")

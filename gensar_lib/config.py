@@ -230,26 +230,28 @@ def _tiny() -> Profile:
     )
 
 
-SMALL_STEPS = 4400  # 9.2-10.4 min of training on Office with 2 threads at this machine's usual speed (README, Measured)
+SMALL_STEPS = 4400  # about 6-10 min of training on Office with 2 threads of a 2-core laptop-class CPU (lab/LOG.md)
 
 
 def _small() -> Profile:
     """The classroom profile: a T5 trained from scratch for a budget of optimiser steps over all instructions.
 
-    Departures from the paper's training recipe, chosen by budget curves and ``benchmarks/first_code.py``
-    (README, "why the small models sit near chance"): compact prompts (``instructions.COMPACT_TEMPLATES``)
-    over the last 2 events of each task, which end sooner the plateau where the first identifier code
-    stays at a uniform guess, and make a step about 3x cheaper; only the NRIP and NSIP families (at the
-    same seed the full mix left the plateau later, per step and per second); no dropout and no gradient
-    clipping (the paper's clipping at 1.0 suits fine-tuning a pretrained t5-small; each measured with one
-    seed only on this from-scratch model). Its RQ-VAE latent is twice the paper's width (shared 128 = 64 + 64,
-    specific 64; the paper: 64 = 32 + 32, specific 32): at the default width GenSAR's semantic ID fell below
-    residual k-means on the concatenated embedding at two seeds of three (README, Measured). Its
-    schedule warms up over 5% of the steps (the paper's official script: 1%) and smooths the labels by 0.1
-    (the paper: none): together, over 4,400 steps, the highest budget curve on Office (README, Measured,
-    2026-12-02 and 2026-12-03). Its AdamW weight decay is 0.1 (the paper's official script: 1e-7): the only
-    lever measured that lifts the synthetic recommendation score over 0.5 (two seeds), and higher on Office
-    at the same step (README, Measured, 2026-12-04 evening; adopted 2026-12-06).
+    Its departures from the paper's recipe, each chosen by budget curves (``lab/benchmarks/budget_curves.py``,
+    ``lab/benchmarks/first_code.py``; the runs are in lab/LOG.md):
+
+    - compact prompts (``instructions.COMPACT_TEMPLATES``) over the last 2 events of each task: the first
+      identifier code leaves its plateau at a uniform guess sooner, and a step is about 3x cheaper;
+    - only the NRIP and NSIP families: with the full mix the first code left the plateau later, per step
+      and per second;
+    - no dropout and no gradient clipping: the paper's clipping at 1.0 suits fine-tuning a pretrained
+      t5-small, not this model trained from scratch;
+    - an RQ-VAE latent twice the paper's width (shared 128 = 64 + 64, specific 64; the paper: 64 = 32 + 32,
+      specific 32): at the paper's width GenSAR's semantic ID fell below residual k-means on the
+      concatenated embedding at two seeds of three;
+    - a warm-up over 5% of the steps (the official script: 1%) and label smoothing 0.1 (the paper: none):
+      together, over 4,400 steps, the highest budget curve on Office;
+    - AdamW weight decay 0.1 (the official script: 1e-7): the only lever measured that lifts the synthetic
+      recommendation score over 0.5 (two seeds), and higher on Office at the same step.
     """
     return Profile(
         name="small",
@@ -317,7 +319,7 @@ def parse_override(text: str) -> tuple[str, Any]:
 
 def with_overrides(profile: Profile, values: dict[str, Any]) -> Profile:
     """The profile with ``{"section.field": value}`` replaced (``data.synthetic.n_users`` and ``seed`` too), checked;
-    the command line's ``--set`` and ``benchmarks/budget_curves.py``'s candidates use it."""
+    the command line's ``--set`` and ``lab/benchmarks/budget_curves.py``'s candidates use it."""
     for key, value in values.items():
         *path, name = key.split(".")
         objs = [profile]

@@ -9,7 +9,7 @@ not bitwise (other kernels, other summation orders, bf16 autocast in T5 training
 
 Under a launcher (``torchrun --nproc_per_node N`` or ``accelerate launch``) the T5 training runs
 data-parallel through Accelerate and evaluation decodes a share of the cases in each process
-(README, "Running at the paper's scale"). Without one, nothing here touches Accelerate.
+(``docs/scale.md``). Without one, nothing here touches Accelerate.
 """
 from __future__ import annotations
 

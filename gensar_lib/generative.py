@@ -825,7 +825,7 @@ def train(
     shard of each (:func:`_shard_step`; ``cfg.batch_size`` is the batch of all
     processes together), gradients are averaged, and only the main process
     writes ``best`` and ``last``; ``validate`` runs in every process (evaluation
-    shards its cases). README, "Running at the paper's scale".
+    shards its cases). ``docs/scale.md``.
     """
     acc = accelerator(resolve_device(device))
     main = acc is None or acc.is_main_process

@@ -20,13 +20,13 @@ template per family (:data:`COMPACT_TEMPLATES`) that ends with a task word right
 recent event, and for NSIP with the query after it. A T5 trained from scratch at a classroom budget
 finds the last item or the query inside varying paraphrases late: after 800 steps the first identifier
 code stayed at a uniform guess for two seeds of three, and compact prompts over 2 events left that
-plateau sooner (README, "why the small models sit near chance"; ``benchmarks/first_code.py``). The paper's instructions come from LC-Rec-style templates read by a
+plateau sooner (``lab/benchmarks/first_code.py``; lab/LOG.md, "why the small models sit near chance"). The paper's instructions come from LC-Rec-style templates read by a
 pretrained t5-small; the ``paper`` profile keeps the paraphrases.
 
 Departure: the paper joins history entries with "; "; we join them with a space
 (:data:`HISTORY_SEPARATOR`). Every entry starts with a behaviour token, which already delimits it,
 and with the corpus-trained tokenizer "; " cost two tokens per entry: about a quarter of a prompt's
-tokens, hence of the encoder's training time (notebook 04; README, departures).
+tokens, hence of the encoder's training time (notebook 04; ``docs/method.md``, section 6).
 """
 from __future__ import annotations
 

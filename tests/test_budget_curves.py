@@ -1,4 +1,4 @@
-"""benchmarks/budget_curves.py: candidates that replace the identifiers with a committed file (issue 11, part 4)."""
+"""lab/benchmarks/budget_curves.py: candidates that replace the identifiers with a committed file (issue 11, part 4)."""
 import importlib.util
 import json
 
@@ -7,7 +7,7 @@ import pytest
 from gensar_lib.config import REPO_ROOT, ConfigError, load_profile
 from gensar_lib.identifiers import joint_identifiers, to_json
 
-spec = importlib.util.spec_from_file_location("budget_curves", REPO_ROOT / "benchmarks" / "budget_curves.py")
+spec = importlib.util.spec_from_file_location("budget_curves", REPO_ROOT / "lab" / "benchmarks" / "budget_curves.py")
 budget_curves = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(budget_curves)
 
@@ -42,9 +42,11 @@ def test_a_committed_identifier_file_is_read_back_for_every_item(tiny_prepared, 
 
 
 def test_the_identifier_entry_is_no_profile_field():
-    name = "small profile + identifiers before issue 11"
+    name = "small profile + identifiers before the RQ-VAE change"
     assert budget_curves.candidate_profile(name, 3200, 800) == budget_curves.candidate_profile("small profile", 3200, 800)
-    assert budget_curves.identifiers_path("before_issue11", "office").parent == REPO_ROOT / "benchmarks" / "data"
+    assert budget_curves.identifiers_path("before_issue11", "office").parent == REPO_ROOT / "lab" / "benchmarks" / "data"
+    assert budget_curves.identifiers_path("before_issue11", "office").exists()
+    assert set(budget_curves.RENAMED.values()) <= set(budget_curves.CANDIDATES)
 
 
 def test_the_small_profile_candidate_is_the_profile_and_the_paper_style_base_keeps_the_papers_optimiser():

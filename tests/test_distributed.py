@@ -1,6 +1,6 @@
 """Two CPU processes (gloo) through Accelerate: data-parallel T5 training, sharded evaluation, resume
-after a kill (gensar_lib.devices, generative.train, evaluation.decode; README, "Running at the
-paper's scale"). Each test launches ``torchrun --nproc_per_node 2`` on tests/distributed_run.py."""
+after a kill (gensar_lib.devices, generative.train, evaluation.decode; docs/scale.md). Each test launches
+``torchrun --nproc_per_node 2`` on tests/distributed_run.py."""
 from __future__ import annotations
 
 import json

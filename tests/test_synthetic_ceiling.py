@@ -1,4 +1,4 @@
-"""data.synthetic.law_scores and benchmarks/synthetic_ceiling.py: the generator's own law ranks the held-out cases of the synthetic world."""
+"""data.synthetic.law_scores and lab/benchmarks/synthetic_ceiling.py: the generator's own law ranks the held-out cases of the synthetic world."""
 import importlib.util
 
 import numpy as np
@@ -7,7 +7,7 @@ from gensar_lib.config import REPO_ROOT, load_profile
 from gensar_lib.data.synthetic import law_scores
 from gensar_lib.evaluation import evaluate_scorer, held_out
 
-spec = importlib.util.spec_from_file_location("synthetic_ceiling", REPO_ROOT / "benchmarks" / "synthetic_ceiling.py")
+spec = importlib.util.spec_from_file_location("synthetic_ceiling", REPO_ROOT / "lab" / "benchmarks" / "synthetic_ceiling.py")
 synthetic_ceiling = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(synthetic_ceiling)
 

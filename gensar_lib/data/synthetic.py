@@ -611,7 +611,7 @@ def next_event_law(world: SyntheticWorld, user: int, history: list[int], query: 
 
     It knows the user's planted tastes, which a model can only infer from the history, so ranking the
     held-out cases by it bounds what any model can score on this world (notebook 05_t5_training,
-    ``benchmarks/synthetic_ceiling.py``).
+    ``lab/benchmarks/synthetic_ceiling.py``).
     """
     sim = _Simulator(world, world.config, np.random.default_rng(0))
     state = sim.user(user)

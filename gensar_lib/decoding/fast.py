@@ -16,7 +16,7 @@ beam`` rows plus one over the surviving hypotheses, each ending in the
 full-vocabulary LM head, and the encoder, which ``generate`` runs too (on the
 benchmark's trained tiny model, 1 thread: about a quarter of the time is the
 encoder, 12-15 ms per wide decoder pass of 1,920 rows, of which the LM head
-is a quarter). ``benchmarks/decoding.py`` times both paths.
+is a quarter). ``lab/benchmarks/decoding.py`` times both paths.
 
 **Private internals.** The hand-written T5 path reads ``transformers``' T5 modules directly:
 ``T5Attention``'s ``q``/``k``/``v``/``o`` projections, ``n_heads``, ``key_value_proj_dim``,

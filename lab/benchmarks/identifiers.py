@@ -2,9 +2,9 @@
 
 Run from the repository root with no arguments::
 
-    .venv/bin/python benchmarks/identifiers.py [--dataset FOLDER | synthetic]
+    .venv/bin/python lab/benchmarks/identifiers.py [--dataset FOLDER | synthetic]
 
-The dataset defaults to the Amazon Office folder ``../shared/data/amazon-office`` (relative to the
+The dataset defaults to the Amazon Office folder ``data/amazon-office`` (``fetch office``; relative to the
 repository root) when it is there, else the synthetic world. Always the ``small`` profile.
 
 What is timed (nothing read from the artifact cache):
@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from gensar_lib.config import REPO_ROOT, load_profile  # noqa: E402
 from gensar_lib.data.pipeline import prepare_data  # noqa: E402
@@ -52,8 +52,8 @@ PROFILE = "small"
 ENCODE_ITEMS = 500
 WARMUP_ITEMS = 16
 TARGET_SECONDS = 60.0
-OFFICE = REPO_ROOT.parent / "shared" / "data" / "amazon-office"
-# One intra-op thread by default, as benchmarks/decoding.py: on a small shared machine two threads
+OFFICE = REPO_ROOT / "data" / "amazon-office"  
+# One intra-op thread by default, as lab/benchmarks/decoding.py: on a small shared machine two threads
 # fighting other processes make small ops far slower and the timings meaningless.
 THREADS = int(os.environ.get("BENCH_THREADS", "1"))
 

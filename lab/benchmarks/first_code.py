@@ -2,7 +2,7 @@
 
 Run from the repository root::
 
-    .venv/bin/python benchmarks/first_code.py [--dataset synthetic | FOLDER] [--mix NRIP:1,NSIP:1]
+    .venv/bin/python lab/benchmarks/first_code.py [--dataset synthetic | FOLDER] [--mix NRIP:1,NSIP:1]
         [--clip 1.0] [--history 5] [--window 0] [--steps 800] [--lr 3e-3] [--prompts paraphrases]
         [--seed 0] [--threads 2]
 
@@ -15,7 +15,7 @@ of each task, next to a uniform guess (``log codebook_size``) and to a smoothed 
 the last recommended item's first code (recommendation) or from the query (search) to the target's
 first code, fitted on the training cases: what a model that reads the prompt can at least reach.
 
-It is the experiment behind README's "why the small models sit near chance" rows; it does not
+It is the experiment behind lab/LOG.md's "why the small models sit near chance" rows; it does not
 use the artifact cache for the model, so each run trains from scratch (1-3 min of training for 800 steps
 on synthetic with 2 threads).
 """
@@ -29,7 +29,7 @@ import tempfile
 from collections import Counter, defaultdict
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import torch  # noqa: E402
 

@@ -2,7 +2,7 @@
 
 Run from the repository root::
 
-    OMP_NUM_THREADS=1 GENSAR_PROFILE=tiny .venv/bin/python benchmarks/integrity.py
+    OMP_NUM_THREADS=1 GENSAR_PROFILE=tiny .venv/bin/python lab/benchmarks/integrity.py
 
 It loads what a cached ``python -m gensar_lib train`` loads (prepared data, embeddings, the GenSAR
 RQ-VAE and identifiers, the T5), building what is missing first, in ``$GENSAR_CACHE`` (default

@@ -2,7 +2,7 @@
 
 Run from the repository root::
 
-    .venv/bin/python benchmarks/synthetic_ceiling.py [--profile small] [--part test]
+    .venv/bin/python lab/benchmarks/synthetic_ceiling.py [--profile small] [--part test]
 
 Every event of the synthetic world is drawn from a known law (``gensar_lib.data.synthetic``): noise,
 the planted successor of the last item, an item of a recent item's leaf, or an item of the user's
@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from gensar_lib.config import REPO_ROOT, load_profile  # noqa: E402
 from gensar_lib.data.pipeline import SYNTHETIC, prepare_data  # noqa: E402

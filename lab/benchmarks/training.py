@@ -2,9 +2,9 @@
 
 Run from the repository root::
 
-    .venv/bin/python benchmarks/training.py [--dataset FOLDER | synthetic] [--threads 2] [--batches 15]
+    .venv/bin/python lab/benchmarks/training.py [--dataset FOLDER | synthetic] [--threads 2] [--batches 15]
 
-The data are the Amazon Office folder ``../shared/data/amazon-office`` when it is there, else the
+The data are the Amazon Office folder ``data/amazon-office`` (``python -m gensar_lib fetch office``) when it is there, else the
 synthetic world; always the ``small`` profile's identifiers, tokenizer and fresh model (seed 0).
 
 * **before**: paraphrased prompts with 5 events of each task whose entries are joined with "; "
@@ -18,7 +18,7 @@ synthetic world; always the ``small`` profile's identifiers, tokenizer and fresh
 
 Both use the profile's task mix and one tokenizer trained on both prompt sets. Shorter prompts
 (compact templates, a shorter history) are not exact: they change what the model reads, and
-``benchmarks/first_code.py`` and the budget curves measure what they do to learning.
+``lab/benchmarks/first_code.py`` and the budget curves measure what they do to learning.
 
 Both train the same fresh model from the same weights, alternately (ABAB...) so that load changes
 hit both alike. Reported: examples/s, and tokens/s counted as real (non-padding) source + target
@@ -36,14 +36,14 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from gensar_lib.config import REPO_ROOT, load_profile  # noqa: E402
 
-OFFICE_DIR = REPO_ROOT.parent / "shared" / "data" / "amazon-office"
+OFFICE_DIR = REPO_ROOT / "data" / "amazon-office"  
 BEFORE_HISTORY = 5  # the history length of the paper-style prompts the suite trained on before
 
 

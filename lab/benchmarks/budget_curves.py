@@ -2,7 +2,7 @@
 
 Run from the repository root::
 
-    .venv/bin/python benchmarks/budget_curves.py [--dataset FOLDER | synthetic] [--candidates a,b]
+    .venv/bin/python lab/benchmarks/budget_curves.py [--dataset FOLDER | synthetic] [--candidates a,b]
         [--steps N] [--seed N] [--jobs 2] [--threads 1]
 
 Each candidate is the ``small`` profile with the paper-style recipe it had before issue 10
@@ -10,7 +10,7 @@ Each candidate is the ``small`` profile with the paper-style recipe it had befor
 1.0, warm-up 1%, no label smoothing, weight decay 1e-7) and a few fields overridden (:data:`CANDIDATES`);
 "small profile" is today's profile. Since 2026-12-03 that profile warms up over 5% of its steps and smooths
 labels by 0.1, and since 2026-12-06 its weight decay is 0.1, so the candidates that add those levers to it
-now equal it; their lines committed before then (README, "Measured" of 2026-12-02 to 2026-12-04) were the
+now equal it; their lines committed before then (lab/LOG.md, "Measured" of 2026-12-02 to 2026-12-04) were the
 profile of that day plus the lever. It is
 trained with ``gensar_lib.pipeline.train_generative`` (the artifact cache keys it, so a rerun only
 plots) for ``--steps`` optimiser steps over all training instructions, validated every
@@ -20,9 +20,10 @@ ranking). The x axis is the cumulative training time of each validation round (v
 excluded), so candidates of different speed compare at the same wall-clock budget.
 
 A candidate may also replace the identifiers (its ``identifiers`` entry names a file committed in
-``benchmarks/data``): "small profile + identifiers before issue 11" trains today's recipe on the GenSAR
-identifiers the suite made before issue 11 changed the RQ-VAE (README, "Identifiers downstream";
-``--name identifiers_downstream`` keeps that comparison in its own files).
+``lab/benchmarks/data``): "small profile + identifiers before the RQ-VAE change" trains today's recipe on the
+GenSAR identifiers the suite made before issue 11 changed the RQ-VAE (lab/LOG.md, "Identifiers downstream";
+``--name identifiers_downstream`` keeps that comparison in its own files). Committed results name it by its
+old name, "small profile + identifiers before issue 11" (:data:`RENAMED`; ``--merge`` reads them under the new).
 
 ``--jobs 2`` trains two candidates at once, each in its own process with ``--threads`` threads:
 on the 2-core machine that halves the time of a sweep, and every candidate sees the same load, so
@@ -42,11 +43,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from gensar_lib.config import REPO_ROOT, Profile, fingerprint, load_profile, with_overrides  # noqa: E402
 
-OFFICE_DIR = REPO_ROOT.parent / "shared" / "data" / "amazon-office"
+OFFICE_DIR = REPO_ROOT / "data" / "amazon-office"  
 
 # The paper-style recipe the small profile had before issue 10 (the candidates' base, so that the
 # committed curves keep their meaning when the profile changes).
@@ -62,7 +63,7 @@ def profile_values(keys) -> dict[str, Any]:
 
 
 SMALL_RECIPE = profile_values(PAPER_STYLE)  # today's profile: it undoes every PAPER_STYLE field
-# A candidate's "identifiers" entry names a committed identifier file, benchmarks/data/identifiers_<name>_<dataset>.json
+# A candidate's "identifiers" entry names a committed identifier file, lab/benchmarks/data/identifiers_<name>_<dataset>.json
 # (made by an earlier commit, named in its "provenance"); without it, the profile's own GenSAR identifiers.
 IDS = "identifiers"
 IDS_DIR = Path(__file__).resolve().parent / "data"
@@ -87,8 +88,10 @@ CANDIDATES: dict[str, dict[str, Any]] = {
     # identifier-token embeddings from the RQ-VAE codebook vectors (generative.init_identifier_embeddings)
     "small profile + codebook init": {**SMALL_RECIPE, "model.identifier_init": "codebook"},
     # issue 11, part 4: today's recipe on the GenSAR identifiers the suite made before issue 11's RQ-VAE fix
-    "small profile + identifiers before issue 11": {**SMALL_RECIPE, IDS: "before_issue11"},
+    "small profile + identifiers before the RQ-VAE change": {**SMALL_RECIPE, IDS: "before_issue11"},
 }
+# old candidate name (in committed results) -> its name now
+RENAMED = {"small profile + identifiers before issue 11": "small profile + identifiers before the RQ-VAE change"}
 # today's recipe with one lever of the paper-style sweep: "small profile + warm-up 5%", ...
 CANDIDATES.update({f"small profile + {lever}": {**SMALL_RECIPE, **CANDIDATES[lever]}
                    for lever in ("label smoothing 0.1", "warm-up 5%", "d256", "4+4 layers")})
@@ -251,8 +254,8 @@ def main() -> None:
     for path in args.merge:  # earlier sweeps drawn in the same figure, their own lines' names prefixed once
         earlier = json.loads(Path(path).read_text())
         prefix = earlier.get("label") or Path(path).stem
-        results += [{**r, "merged": True,
-                     "candidate": r["candidate"] if r.get("merged") else f"{prefix}: {r['candidate']}"}
+        results += [{**r, "merged": True, "candidate": (RENAMED.get(r["candidate"], r["candidate"]) if r.get("merged")
+                                                        else f"{prefix}: {RENAMED.get(r['candidate'], r['candidate'])}")}
                     for r in earlier["results"]]
     out = Path(args.out)
     png = plot(results, dataset, out, args.name)

@@ -2,12 +2,12 @@
 
 Run from the repository root with no arguments::
 
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/decoding.py
+    OMP_NUM_THREADS=1 .venv/bin/python lab/benchmarks/decoding.py
 
 Model and data (:func:`benchmark_setup`): the trained T5 of the pipeline
 (``gensar_lib.pipeline.train_generative``), profile ``tiny`` trained briefly
 (2 epochs over a seeded sample of 5,000 instructions), on the Amazon Office
-data when ``../shared/data/amazon-office`` exists beside the checkout, the
+data when ``data/amazon-office`` exists (``python -m gensar_lib fetch office``), the
 synthetic world otherwise. Every stage is cached in ``data/cache`` (the
 default ``ArtifactCache()``): the first run builds the data, embeddings,
 RQ-VAE identifiers and the model (a few minutes on 1-2 cores), later runs
@@ -41,7 +41,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from gensar_lib.decoding import ItemTrie, constrained_beam_search, generate_reference  # noqa: E402
 
@@ -55,7 +55,7 @@ SCORE_TOL = 1e-4
 THREADS = int(os.environ.get("BENCH_THREADS", "1"))
 
 
-OFFICE_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "amazon-office"
+OFFICE_DIR = Path(__file__).resolve().parents[2] / "data" / "amazon-office"  
 N_QUERIES = 64
 TASK = "rec"  # next-item recommendation: collaborative identifiers, <rec_item>
 
@@ -78,7 +78,7 @@ def benchmark_setup():
     The trained T5 of the pipeline (``gensar_lib.pipeline.train_generative``
     with the default ``ArtifactCache()``, so it lives in ``data/cache`` and a
     second run reuses it), on the Amazon Office data when it is found beside
-    the checkout (``../shared/data/amazon-office``), the synthetic world
+    the checkout (``data/amazon-office``), the synthetic world
     otherwise. Profile: ``tiny`` with a budget of 300 optimiser steps (batches of
     32 drawn from all instructions) and 20 validation users (:func:`benchmark_profile`). The
     queries are the evaluation prompts (``evaluation_instructions``) of the

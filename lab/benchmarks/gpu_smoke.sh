@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# The tiny profile end to end on a GPU (README, "Running at the paper's scale"): prints the device,
+# The tiny profile end to end on a GPU (docs/scale.md): prints the device,
 # the wall time of each run and the T5 training time from run.json. With two or more GPUs it also
-# runs the same command data-parallel under torchrun. Usage: bash benchmarks/gpu_smoke.sh [OUT]
+# runs the same command data-parallel under torchrun. Usage: bash lab/benchmarks/gpu_smoke.sh [OUT]
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 PY=${PYTHON:-.venv/bin/python}
 OUT=${1:-$(mktemp -d -t gensar-gpu-smoke-XXXX)}
 export GENSAR_CACHE="$OUT/cache" GENSAR_DEVICE=${GENSAR_DEVICE:-cuda}  # a fresh cache: every stage runs
