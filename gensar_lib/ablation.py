@@ -360,7 +360,7 @@ def read_results(path: Path, profile: Profile, dataset: str | None = None) -> Ab
 
 def extend(earlier: AblationResult | None, now: AblationResult) -> AblationResult:
     """Earlier results (if any) with the runs made now, each run stamped with the date it was ``made``;
-    how a multi-seed ablation longer than one working session is completed over several (README)."""
+    how a multi-seed ablation longer than one working session is completed over several (``lab/README.md``)."""
     date = now.provenance.get("date", "undated")
     if earlier is None:
         return replace(now, runs=[{**r, "made": date} for r in now.runs])
@@ -413,13 +413,14 @@ def reproduction(now: AblationResult, committed: AblationResult) -> pd.DataFrame
 
 
 def downstream_path(dataset: str, suffix: str = "json") -> Path:
-    """Where ``benchmarks/budget_curves.py --name identifiers_downstream`` writes a dataset's comparison."""
+    """Where ``lab/benchmarks/budget_curves.py --name identifiers_downstream`` writes a dataset's comparison."""
     return REPO_ROOT / "figures" / "05_t5_training" / f"identifiers_downstream_{dataset_stem(dataset)}.{suffix}"
 
 
 def downstream_frame(dataset: str, profile: Profile) -> pd.DataFrame | None:
-    """The identifiers downstream (notebook 06, section 9; issue 11): GenSAR trained with the same recipe and
-    budget on the GenSAR identifiers from before issue 11's RQ-VAE change and on today's. A row per run: the best
+    """The identifiers downstream (notebook 06, section 11): GenSAR trained with the same recipe and budget on
+    the GenSAR identifiers from before the RQ-VAE change (standardised inputs, EMA codebooks, a wider latent)
+    and on today's. A row per run: the best
     validation score, when it was reached, and test HR@10 of each task and protocol. None (with a warning) when
     not measured, or measured with other values of ``profile`` (the small profile, which the runs start from)."""
     path = downstream_path(dataset)

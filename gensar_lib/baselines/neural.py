@@ -41,10 +41,10 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from gensar_lib.artifacts import ArtifactCache, write_json
-from gensar_lib.baselines.scores import encode_queries, query_key
+from gensar_lib.baselines.scores import encode_queries
 from gensar_lib.config import BaselineConfig, Profile
 from gensar_lib.data.pipeline import PreparedData
-from gensar_lib.data.queries import text_terms
+from gensar_lib.data.queries import query_key, text_terms
 from gensar_lib.data.schema import TASKS
 from gensar_lib.data.splits import Case
 from gensar_lib.embeddings import cached_semantic_embeddings

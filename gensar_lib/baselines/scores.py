@@ -37,7 +37,7 @@ from gensar_lib.artifacts import ArtifactCache
 from gensar_lib.config import EmbeddingConfig, Profile
 from gensar_lib.data.candidates import BM25Index
 from gensar_lib.data.pipeline import PreparedData
-from gensar_lib.data.queries import text_terms
+from gensar_lib.data.queries import query_key, text_terms
 from gensar_lib.data.schema import Dataset
 from gensar_lib.data.splits import Case, Split
 from gensar_lib.embeddings import (
@@ -90,11 +90,6 @@ def popularity_baseline(
 ) -> np.ndarray:
     """Training-target counts of each case's task (no personalisation, query ignored)."""
     return popularity_scores(prepared.dataset, prepared.split, list(cases))
-
-
-def query_key(query: str) -> str:
-    """The form in which two queries count as the same query: case and surrounding spaces ignored."""
-    return " ".join(query.lower().split())
 
 
 def query_popularity_scores(dataset: Dataset, split: Split, cases: Sequence[Case]) -> np.ndarray:

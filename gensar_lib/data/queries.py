@@ -85,6 +85,12 @@ def text_terms(text: str) -> list[str]:
     return [singular(w) for w in _TOKEN.findall(text) if w not in STOP_WORDS]
 
 
+def query_key(query: str) -> str:
+    """The form in which two queries count as the same query: case and surrounding spaces ignored
+    (query popularity and the search-protocol statistics, notebook 06_identifier_ablation)."""
+    return " ".join(query.lower().split())
+
+
 def query_from_categories(path: Sequence[str]) -> str | None:
     """Ai et al. 2017 query of a category path; None below two levels (notebook 00_data).
 
