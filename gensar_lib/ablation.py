@@ -577,17 +577,21 @@ def plot_tradeoff(runs: list[dict[str, Any]], protocol: str = "sampled", metric:
     data = rec.merge(search, on=["method", "family"], suffixes=("_rec", "_search"))
     data = data.rename(columns={"mean_rec": "rec_mean", "std_rec": "rec_std", "mean_search": "search_mean",
                                 "std_search": "search_std"}).reset_index(drop=True)
-    fig, ax = plt.subplots(figsize=(7, 5))
+    data["number"] = range(1, len(data) + 1)  # each point is numbered; the key beside the axes names it
+    fig, (ax, key) = plt.subplots(1, 2, figsize=(11, 5), gridspec_kw={"width_ratios": [3, 2]})
     for family, marker in (("generative", "o"), ("baseline", "s")):
         part = data[data.family == family]
         ax.errorbar(part.rec_mean, part.search_mean, xerr=part.rec_std.fillna(0), yerr=part.search_std.fillna(0),
                     fmt=marker, capsize=3, label=family)
         for row in part.itertuples():
-            ax.annotate(LABELS.get(row.method, row.method), (row.rec_mean, row.search_mean), fontsize=8,
-                        xytext=(4, 4), textcoords="offset points")
+            ax.annotate(str(row.number), (row.rec_mean, row.search_mean), fontsize=8, xytext=(3, 3),
+                        textcoords="offset points")
     ax.set(xlabel=f"recommendation {metric} ({protocol})", ylabel=f"search {metric} ({protocol})",
            title="Search vs recommendation (paper Fig. 1)")
-    ax.legend()
+    ax.legend(loc="lower right")
+    key.axis("off")
+    key.text(0, 1, "\n".join(f"{row.number:>2}  {LABELS.get(row.method, row.method)}" for row in data.itertuples()),
+             va="top", family="monospace", fontsize=8, transform=key.transAxes)
     return fig, data
 
 

@@ -3,6 +3,7 @@ import json
 from dataclasses import replace
 from itertools import product
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 
@@ -364,3 +365,15 @@ def test_verdict_lines_follow_the_numbers_in_either_direction():
     assert "GenSAR beats the strongest baseline, SASRec" in search_gap and "0.600 ± 0.000" in search_gap
     one_seed = ablation.verdict(runs + [_run("collaborative", 0, 0.5, 0.1)], "sampled", "HR@10")
     assert "collaborative-only identifiers score highest" in one_seed[0] and "no standard error" in one_seed[0]
+
+
+def test_fig1_numbers_every_point_and_names_it_in_the_key():
+    base = lambda name, seed, rec, search: {**_run(name, seed, rec, search), "family": "baseline"}  # noqa: E731
+    runs = [_run("gensar", 0, 0.3, 0.8), _run("semantic", 0, 0.3, 0.8), base("joint", 0, 0.3, 0.8)]  # all overlap
+    fig, data = ablation.plot_tradeoff(runs, "sampled")
+    assert list(data.number) == [1, 2, 3]
+    key = fig.axes[1].texts[0].get_text().splitlines()
+    assert key == [f"{n:>2}  {ablation.LABELS[m]}" for n, m in zip(data.number, data.method)]
+    marks = sorted(t.get_text() for t in fig.axes[0].texts)
+    assert marks == ["1", "2", "3"]
+    plt.close(fig)
