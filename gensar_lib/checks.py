@@ -46,6 +46,7 @@ __all__ = [
     "check_prefix_group_sizes",
     "check_residual_quantize",
     "check_sinkhorn_plan",
+    "check_vq_loss",
 ]
 
 
@@ -471,6 +472,107 @@ def check_prefix_group_sizes(fn: Callable) -> bool:
     return _run("3.2", fn, body)
 
 
+def _vq_cases() -> list[tuple[np.ndarray, np.ndarray, float]]:
+    rng = np.random.default_rng(55)
+
+    def case(n, k, d, beta, scale=1.0):
+        return (rng.normal(size=(n, d)).astype(np.float32), (scale * rng.normal(size=(k, d))).astype(np.float32),
+                beta)
+
+    return [
+        case(20, 6, 4, 0.25),
+        case(12, 8, 5, 0.5),
+        case(15, 4, 2, 1.0),  # beta 1: both terms weigh the same
+        case(9, 1, 3, 0.25),  # a codebook of one code
+        case(1, 5, 3, 0.25, scale=3.0),  # a single item
+    ]
+
+
+VQ_CASES = _vq_cases()
+
+
+def check_vq_loss(fn: Callable) -> bool:
+    """Exercise 3.3: ``fn(residual [N, d], codebook [K, d], beta)`` -> one level's VQ loss (a 0-d tensor) whose
+    gradients are those of ``VQLevel``: the codebook term moves only the codes, the commitment term only the
+    residual."""
+
+    def body(student):
+        import torch
+
+        from gensar_lib.quantize import VQLevel
+
+        def nearest(x, book, dot=False):
+            d = x @ book.T if dot else -((x[:, None, :] - book[None]) ** 2).sum(-1)
+            return book[d.argmax(1)]
+
+        for res, book, beta in VQ_CASES:
+            level = VQLevel(len(book), book.shape[1], beta=beta, ema_decay=0.0)
+            with torch.no_grad():
+                level.codebook.copy_(torch.from_numpy(book))
+            r_ref = torch.tensor(res, requires_grad=True)
+            _, _, ref = level(r_ref)
+            ref.backward()
+            ref_r, ref_c = r_ref.grad.numpy(), level.codebook.grad.numpy()
+
+            r, c = torch.tensor(res, requires_grad=True), torch.tensor(book, requires_grad=True)
+            out = student(r, c, beta)
+            if not isinstance(out, torch.Tensor):
+                raise _Fail("return the loss as a torch tensor computed from residual and codebook (not a float "
+                            "or an array), so that backward() can run on it")
+            if out.numel() != 1:
+                raise _Fail("return one number (a 0-d tensor): average each term over items and dimensions")
+            value = float(out.detach())
+            if not math.isclose(value, ref.item(), rel_tol=1e-5, abs_tol=1e-7):
+                sq = (res - nearest(res, book)) ** 2
+                mean, n = float(sq.mean()), sq.shape[1]
+                guesses = [
+                    ("average over every entry (items x dimensions), as F.mse_loss does, not only over the items",
+                     (1 + beta) * mean * n),
+                    ("average the squared differences, do not sum them", (1 + beta) * float(sq.sum())),
+                    ("add both terms: the codebook term plus beta times the commitment term", mean),
+                    ("add both terms: the codebook term plus beta times the commitment term", beta * mean),
+                    ("weight the commitment term by beta", 2 * mean),
+                    ("pick each residual's nearest code (the smallest squared distance), not the largest dot "
+                     "product", (1 + beta) * float(((res - nearest(res, book, dot=True)) ** 2).mean())),
+                ]
+                for hint, guess in guesses:
+                    if math.isclose(value, guess, rel_tol=1e-5, abs_tol=1e-7):
+                        raise _Fail(hint)
+                raise _Fail("the value is off: with e the nearest code vector of each residual, the loss is "
+                            "mean((sg(r) - e)^2) + beta * mean((r - sg(e))^2)")
+            if not out.requires_grad:
+                raise _Fail("the loss carries no gradient: in each term detach one side only, not both")
+            try:
+                out.backward()
+            except RuntimeError as exc:
+                raise _Fail(f"backward() failed on your loss ({_short(exc, 80)})") from exc
+            got_r = np.zeros_like(res) if r.grad is None else r.grad.numpy()
+            got_c = np.zeros_like(book) if c.grad is None else c.grad.numpy()
+
+            def same(a, b):
+                return np.allclose(a, b, rtol=1e-4, atol=1e-7)
+
+            if same(got_r, ref_r) and same(got_c, ref_c):
+                continue
+            if beta != 1.0 and same(got_r, ref_r / beta) and same(got_c, beta * ref_c):
+                raise _Fail("beta weights the commitment term (the one that moves the residual), not the codebook "
+                            "term")
+            if not same(got_r, ref_r):
+                if same(got_r, (1 + beta) / beta * ref_r):
+                    raise _Fail("the codebook term must not move the residual: detach the residual in it")
+                if not np.any(got_r) and np.any(ref_r):
+                    raise _Fail("the commitment term must move the residual: detach only the code vectors in it")
+            if not same(got_c, ref_c):
+                if same(got_c, (1 + beta) * ref_c):
+                    raise _Fail("the commitment term must not move the codebook: detach the code vectors in it")
+                if not np.any(got_c) and np.any(ref_c):
+                    raise _Fail("the codebook term must move the chosen codes: detach only the residual in it")
+            raise _Fail("the value is right, the gradients are not: in each term, detach the side that the term "
+                        "must not move")
+
+    return _run("3.3", fn, body)
+
+
 # ---------------------------------------------------------------------------
 # Notebook 04: instructions
 # ---------------------------------------------------------------------------
@@ -781,6 +883,7 @@ CHECKS: dict[str, Callable[[Callable], bool]] = {
     "2.2": check_sinkhorn_plan,
     "3.1": check_collision_rate,
     "3.2": check_prefix_group_sizes,
+    "3.3": check_vq_loss,
     "4.1": check_nsip_prompt,
     "4.2": check_last_events,
     "5.1": check_allowed_next,

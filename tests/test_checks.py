@@ -196,6 +196,38 @@ def _prefix_column(codes, depth):
                            reverse=True))
 
 
+def _vq_terms(residual, codebook, dot=False):
+    import torch
+
+    scores = residual @ codebook.T if dot else -torch.cdist(residual, codebook)
+    return codebook[scores.argmax(1)]
+
+
+def _vq_no_stop_gradient(residual, codebook, beta):
+    e = _vq_terms(residual, codebook)
+    return (1 + beta) * ((residual - e) ** 2).mean()
+
+
+def _vq_beta_on_codebook_term(residual, codebook, beta):
+    e = _vq_terms(residual, codebook)
+    return beta * ((residual.detach() - e) ** 2).mean() + ((residual - e.detach()) ** 2).mean()
+
+
+def _vq_sum_over_dimensions(residual, codebook, beta):
+    e = _vq_terms(residual, codebook)
+    return ((residual.detach() - e) ** 2).sum(1).mean() + beta * ((residual - e.detach()) ** 2).sum(1).mean()
+
+
+def _vq_dot(residual, codebook, beta):
+    e = _vq_terms(residual, codebook, dot=True)
+    return ((residual.detach() - e) ** 2).mean() + beta * ((residual - e.detach()) ** 2).mean()
+
+
+def _vq_float(residual, codebook, beta):
+    e = _vq_terms(residual, codebook)
+    return (((residual.detach() - e) ** 2).mean() + beta * ((residual - e.detach()) ** 2).mean()).item()
+
+
 def _prompt_library_template(history, query):
     from gensar_lib.instructions import TEMPLATES
 
@@ -300,6 +332,8 @@ WRONG = {  # number -> [(a plausible wrong answer, a fragment of the hint it mus
             (lambda c: (len(c) - len(np.unique(np.asarray(c)[:, 0]))) / len(c), "whole row")],
     "3.2": [(_prefix_only_shared, "only one item"), (_prefix_unsorted, "largest first"),
             (_prefix_column, "first depth codes together")],
+    "3.3": [(_vq_no_stop_gradient, "detach the residual"), (_vq_beta_on_codebook_term, "beta weights"),
+            (_vq_sum_over_dimensions, "every entry"), (_vq_dot, "nearest code"), (_vq_float, "torch tensor")],
     "4.1": [(_prompt_library_template, "your own"), (_prompt_no_query, "query"),
             (_prompt_unformatted, "placeholders"), (lambda h, q: f"{h} {q}", "instruction words")],
     "4.2": [(_events_minus_zero, "length 0"), (_events_overall, "each task"), (_events_unmerged, "time order")],
@@ -328,7 +362,7 @@ NUMERIC = {
 
 
 def test_registry_covers_every_exercise():
-    assert sorted(checks.CHECKS) == ["1.1", "1.2", "2.1", "2.2", "3.1", "3.2", "4.1", "4.2", "5.1", "5.2",
+    assert sorted(checks.CHECKS) == ["1.1", "1.2", "2.1", "2.2", "3.1", "3.2", "3.3", "4.1", "4.2", "5.1", "5.2",
                                      "6.1", "6.2"]
     assert set(WRONG) == set(checks.CHECKS)
     for number, fn in checks.CHECKS.items():

@@ -33,6 +33,15 @@ def law_above_model(v: dict) -> bool:
     return all(v[f"law_{t}_{p}_hr10"] > v[f"{t}_{p}_hr10"] for t in ("rec", "search") for p in ("sampled", "full"))
 
 
+# notebook 05's two AdamW steps by hand, on every tier that runs it
+ADAMW_BY_HAND = [
+    ("two AdamW steps by hand give the library's weights (max abs difference < 1e-6, far below the update) "
+     "and losses", lambda v: v["adamw_by_hand_max_diff"] < 1e-6 and v["adamw_by_hand_loss_diff"] < 1e-5
+     and v["adamw_second_step_change"] > 10 * v["adamw_by_hand_max_diff"]),
+    ("the warm-up starts at 0: the first step moves no weight",
+     lambda v: v["adamw_warmup_steps"] > 0 and v["adamw_first_step_change"] == 0),
+]
+
 # (notebook, profile, dataset) -> [(claim, check on the recorded values)]
 CLAIMED = {
     ("00_data", "tiny", "synthetic"): [
@@ -107,6 +116,10 @@ CLAIMED = {
         ("the shared prefix alone collides on many items; each further token separates more (29% -> 0.7%)",
          lambda v: v["shared_prefix_collisions"] > 0.15 and v["prefix_collisions_by_depth"][-1] <= 0.01
          and all(b < a for a, b in zip(v["prefix_collisions_by_depth"], v["prefix_collisions_by_depth"][1:]))),
+        ("one forward pass of the joint RQ-VAE by hand gives the library's codes on every level, its loss "
+         "(difference < 1e-5), its gradients and its EMA codebook update",
+         lambda v: v["rqvae_by_hand_codes_equal"] and v["rqvae_by_hand_loss_error"] < 1e-5
+         and v["rqvae_by_hand_grad_error"] < 1e-6 and v["rqvae_by_hand_ema_error"] < 1e-5),
     ],
     ("04_instructions", "tiny", "synthetic"): [
         ("a prompt's history holds only strictly earlier events", lambda v: v["histories_strictly_earlier"]),
@@ -125,6 +138,7 @@ CLAIMED = {
          lambda v: v["rec_sampled_hr10"] >= 0.15 and v["search_sampled_hr10"] >= 0.15),
         ("and under full ranking", lambda v: min(v["rec_full_hr10"], v["search_full_hr10"]) > 2 * v["random_full_hr10"]),
         ("the generator's law ranks above the model, on both tasks and protocols (a ceiling)", law_above_model),
+        *ADAMW_BY_HAND,
     ],
     ("06_identifier_ablation", "tiny", "synthetic"): [
         ("dense retrieval minus SASRec is larger on search than on recommendation",
@@ -143,12 +157,14 @@ CLAIMED = {
         ("the generator's law ranks above the model, on both tasks and protocols (a ceiling)", law_above_model),
         ("the world allows issue 10's target: the law's sampled HR@10 (measured 0.938 / 0.964) is far above 0.5",
          lambda v: min(v["law_rec_sampled_hr10"], v["law_search_sampled_hr10"]) >= 0.85),
+        *ADAMW_BY_HAND,
     ],
     ("05_t5_training", "small", "Office"): [
         ("the small model on Office reaches issue 10's targets (measured sampled 0.358-0.386 / 0.692-0.698, full "
          "0.076 / 0.584-0.604 over three runs on three machines; targets sampled 0.30 on both tasks, full 0.05 / 0.15)",
          lambda v: v["rec_sampled_hr10"] >= 0.30 and v["search_sampled_hr10"] >= 0.30
          and v["rec_full_hr10"] >= 0.05 and v["search_full_hr10"] >= 0.15),
+        *ADAMW_BY_HAND,
     ],
 }
 
