@@ -60,7 +60,7 @@ from gensar_lib.artifacts import atomic_dir, check_folder, move_aside, torch_sav
 from gensar_lib.config import ConfigError, ModelConfig, TrainConfig, as_dict
 from gensar_lib.devices import accelerator, resolve_device
 from gensar_lib.identifiers import DEDUP, parse_token
-from gensar_lib.instructions import BEHAVIOUR_TOKENS, REC_TOKEN, SRC_TOKEN
+from gensar_lib.tasks import BEHAVIOUR_TOKENS, task_side
 
 if TYPE_CHECKING:
     from gensar_lib.identifiers import ItemIdentifiers
@@ -936,9 +936,9 @@ class GenerativeModel:
 
     def codes(self, task: str) -> np.ndarray:
         """Token ids of every item's identifier for a task: collaborative for rec, semantic for search."""
-        idents = self.ids.collaborative if task == "rec" else self.ids.semantic
-        return np.array([self.tokenizer.convert_tokens_to_ids(list(t)) for t in idents], dtype=np.int64)
+        return np.array([self.tokenizer.convert_tokens_to_ids(list(t)) for t in self.ids.for_task(task)],
+                        dtype=np.int64)
 
     def behaviour_token(self, task: str) -> int:
         """The token id of a task's behaviour token (``<rec>`` or ``<search>``)."""
-        return self.tokenizer.convert_tokens_to_ids(REC_TOKEN if task == "rec" else SRC_TOKEN)
+        return self.tokenizer.convert_tokens_to_ids(task_side(task).token)
