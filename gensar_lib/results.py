@@ -22,8 +22,6 @@ from gensar_lib.methods import LABELS
 from gensar_lib.tables import summary_frame
 
 NOTEBOOK = "06_identifier_ablation"
-
-
 COMMITTED = REPO_ROOT / "figures" / NOTEBOOK  # the committed multi-seed results notebook 06 loads
 
 

@@ -12,7 +12,8 @@ So a change to any module a stage runs gives it a new key, and no stage lists it
 ``config`` and ``artifacts`` are left out of the code part: a profile's values enter the key
 themselves (a field marked ``config.KEYLESS_DEFAULT`` only when it differs from its default, so that a new
 option whose default is the old behaviour keeps every key), and the cache's own code does not change what a
-stage computes. The price of reading imports instead of calls is that a stage is rebuilt more often than
+stage computes. So is ``methods``: what of a method changes a run enters its key through the run's profile
+(a single-task method's task mix) and its name; its label and colour are for tables and figures. The price of reading imports instead of calls is that a stage is rebuilt more often than
 strictly needed (a module imported for one function brings its whole source): correct before fast. Hence
 one module (or package) per stage, and the tables, figures and results files outside all of them.
 """
@@ -28,7 +29,7 @@ from gensar_lib.artifacts import code_fingerprint
 from gensar_lib.config import Profile
 
 PACKAGE = Path(__file__).parent
-KEYLESS = ("gensar_lib.config", "gensar_lib.artifacts", "gensar_lib.stages")
+KEYLESS = ("gensar_lib.config", "gensar_lib.artifacts", "gensar_lib.stages", "gensar_lib.methods")
 
 
 @dataclass(frozen=True)
