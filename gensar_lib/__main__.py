@@ -29,8 +29,8 @@ def _stats(args: argparse.Namespace) -> None:
 
 def _identifiers(args: argparse.Namespace) -> None:
     from gensar_lib.data.pipeline import prepare_data
-    from gensar_lib.pipeline import (all_identifiers, collision_table, identifier_structure, item_embeddings,
-                                     prefix_structure, structure_targets, write_identifier_files)
+    from gensar_lib.rqvae import all_identifiers, collision_table, item_embeddings, write_identifier_files
+    from gensar_lib.structure import identifier_structure, prefix_structure, structure_targets
 
     profile = _profile(args)
     prepared = prepare_data(args.dataset, profile)
@@ -64,9 +64,10 @@ def _train(args: argparse.Namespace) -> None:
     from gensar_lib.artifacts import write_json
     from gensar_lib.data.pipeline import prepare_data
     from gensar_lib.devices import processes, resolve_device
-    from gensar_lib.generative import TIMING_KEYS
     from gensar_lib.evaluation import evaluate_generative, held_out
-    from gensar_lib.pipeline import all_identifiers, train_generative
+    from gensar_lib.rqvae import all_identifiers
+    from gensar_lib.t5.stage import train_generative
+    from gensar_lib.t5.train import TIMING_KEYS
 
     profile = _profile(args)
     prepared = prepare_data(args.dataset, profile)
@@ -116,8 +117,9 @@ def provenance(argv: list[str]) -> dict:
 
 
 def _ablation(args: argparse.Namespace) -> None:
-    from gensar_lib.ablation import (AblationResult, committed_path, extend, paper_table, read_results, run_ablation,
-                                     write_ablation)
+    from gensar_lib.ablation import run_ablation
+    from gensar_lib.results import AblationResult, committed_path, extend, read_results, write_ablation
+    from gensar_lib.tables import paper_table
     from gensar_lib.artifacts import write_json
     from gensar_lib.config import fingerprint
     from gensar_lib.data.pipeline import prepare_data
@@ -161,7 +163,8 @@ def _predict(args: argparse.Namespace) -> None:
     """The trained model's top items for one user: recommendations, or search results for ``--query``."""
     from gensar_lib.data.pipeline import prepare_data
     from gensar_lib.evaluation import prompt_for, recommend, search
-    from gensar_lib.pipeline import all_identifiers, train_generative
+    from gensar_lib.rqvae import all_identifiers
+    from gensar_lib.t5.stage import train_generative
 
     profile = _profile(args)
     prepared = prepare_data(args.dataset, profile)
@@ -270,7 +273,7 @@ def _methods(args: argparse.Namespace) -> tuple[str, ...] | None:
     """The ``--methods`` names (None: the profile's), each a known ablation method."""
     if args.methods is None:
         return None
-    from gensar_lib.ablation import check_methods
+    from gensar_lib.ablation_run import check_methods
 
     names = tuple(m.strip() for m in args.methods.split(","))
     if not any(names):
@@ -310,7 +313,7 @@ def check_arguments(args: argparse.Namespace) -> None:
     if getattr(args, "methods", None) is not None:
         _methods(args)
     if getattr(args, "extend", None) is not None and args.extend.exists():  # another recipe's results fail now
-        from gensar_lib.ablation import read_results
+        from gensar_lib.results import read_results
 
         read_results(args.extend, _profile(args))
     if getattr(args, "out", None) is not None:

@@ -17,6 +17,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
+from gensar_lib.methods import METHOD_NAMES
+from gensar_lib.tasks import TASK_FAMILIES
+
 PROFILE_ENV = "GENSAR_PROFILE"
 DATASET_ENV = "GENSAR_DATASET"
 CACHE_ENV = "GENSAR_CACHE"
@@ -119,7 +122,7 @@ class ModelConfig:
     vocab_size: int = 2000  # trained tokenizer size, identifier tokens come on top
     dropout_rate: float = 0.1  # T5 default; the same seed gives the same masks on CPU
     # identifier-token embeddings: "random" (T5's initialisation) or "codebook" (from the RQ-VAE's codebook
-    # vectors: generative.init_identifier_embeddings, a departure); a budget-curve candidate, in no profile
+    # vectors: t5.model.init_identifier_embeddings, a departure); a budget-curve candidate, in no profile
     identifier_init: str = field(default="random", metadata=KEYLESS_DEFAULT)
 
 
@@ -166,8 +169,7 @@ class AblationConfig:
     of the identifier figure.
     """
 
-    methods: tuple[str, ...] = ("gensar", "semantic", "collaborative", "concatenated", "separate", "random",
-                                "gensar-rec-only", "gensar-search-only")
+    methods: tuple[str, ...] = METHOD_NAMES
     headline: tuple[str, ...] = ("gensar", "semantic", "collaborative")
     other_seeds: int = 1
     epochs: int | None = None
@@ -495,8 +497,7 @@ def check_profile(profile: Profile) -> None:
         ("baselines.heads", profile.baselines.heads, profile.baselines.dim % profile.baselines.heads == 0,
          "a divisor of baselines.dim"),
     ]
-    from gensar_lib.devices import check_device_setting  # late: both depend on this module
-    from gensar_lib.instructions import TASK_FAMILIES
+    from gensar_lib.devices import check_device_setting  # late: devices imports this module
 
     check_device_setting(profile.device)
     if profile.train.task_mix is not None:

@@ -32,9 +32,10 @@ from gensar_lib.data.schema import TASKS, Event
 from gensar_lib.data.splits import Case
 from gensar_lib.decoding import ItemTrie, constrained_beam_search, ranked_items
 from gensar_lib.devices import processes
-from gensar_lib.generative import GenerativeModel, encode_sources
 from gensar_lib.instructions import evaluation_instructions, source_text
 from gensar_lib.metrics import MISSING, ndcg, rank_of, ranks_from_scores, summarize
+from gensar_lib.t5.batches import encode_sources
+from gensar_lib.t5.model import GenerativeModel
 
 if TYPE_CHECKING:
     from gensar_lib.data.pipeline import PreparedData
@@ -194,7 +195,7 @@ def validation_score(gen: GenerativeModel, cases: list[Case], candidates: np.nda
 def validator(prepared: PreparedData, profile: Profile, tokenizer: Any, ids: ItemIdentifiers
               ) -> Callable[[Any], float]:
     """``validate(t5) -> score``: :func:`validation_score` on the validation cases of ``held_out``, for
-    ``generative.train`` to call after each round (notebook 05)."""
+    ``t5.train.train`` to call after each round (notebook 05)."""
     cases, candidates = held_out(prepared, profile, "valid")
 
     def validate(model: Any) -> float:

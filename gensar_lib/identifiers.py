@@ -41,6 +41,7 @@ import numpy as np
 from gensar_lib.codestats import as_codes, code_entropy, code_usage, collision_rate, group_ids
 from gensar_lib.config import QuantizeConfig
 from gensar_lib.quantize.residual import SINKHORN_ITERS, level_letter, sinkhorn
+from gensar_lib.tasks import task_side
 
 SHARED, SEMANTIC, COLLAB, DEDUP = "shared", "semantic", "collab", "dedup"
 KIND_ORDER = (SHARED, SEMANTIC, COLLAB)
@@ -65,7 +66,7 @@ def make_token(kind: str, level: int, code: int) -> str:
 
 def token_vectors(codebooks: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Each identifier token's codebook vector, from an RQ-VAE's ``codebooks()``: ``<shared_a_12>`` is row 12
-    of level ``shared_a`` (``generative.init_identifier_embeddings``; notebook 05)."""
+    of level ``shared_a`` (``t5.model.init_identifier_embeddings``; notebook 05)."""
     return {f"<{level}_{code}>": vectors[code] for level, vectors in codebooks.items() for code in range(len(vectors))}
 
 
@@ -153,6 +154,11 @@ class ItemIdentifiers:
         """``(semantic ID, collaborative ID)`` of one item."""
         i = self._index[str(item_id)]
         return self.semantic[i], self.collaborative[i]
+
+    def for_task(self, task: str) -> tuple[tuple[str, ...], ...]:
+        """Every item's ID for a task (:func:`gensar_lib.tasks.task_side`): collaborative for ``rec``,
+        semantic for ``search``."""
+        return getattr(self, task_side(task).ids)
 
     def index_of(self, item_id: str) -> int:
         return self._index[str(item_id)]

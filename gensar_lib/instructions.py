@@ -1,6 +1,6 @@
 """Instruction data: search and recommendation as text-to-identifier generation (notebook 04_instructions).
 
-Task families (``docs/method.md`` section 3):
+Task families (``docs/method.md`` section 3; declared in :mod:`gensar_lib.tasks`):
 
 - ``NRIP``, next recommendation item prediction: history -> ``<rec_item>`` + collaborative ID;
 - ``NSIP``, next search item prediction: history + query -> ``<src_item>`` + semantic ID;
@@ -39,10 +39,7 @@ from gensar_lib.data.queries import query_from_categories
 from gensar_lib.data.schema import Dataset, Event
 from gensar_lib.data.splits import Case
 from gensar_lib.identifiers import ItemIdentifiers
-
-REC_TOKEN, SRC_TOKEN, QUERY_TOKEN = "<rec_item>", "<src_item>", "<src_query>"
-BEHAVIOUR_TOKENS = (REC_TOKEN, SRC_TOKEN, QUERY_TOKEN)
-TASK_FAMILIES = ("NRIP", "NSIP", "NSQP", "ITEM2ID", "ID2ITEM", "QUERY2ID")
+from gensar_lib.tasks import QUERY_TOKEN, TASK_FAMILIES, task_side
 HISTORY_SEPARATOR = " "  # between history entries (the paper: "; "; see the module docstring)
 TITLE_WORDS = 24  # item text in alignment prompts is cut to this many words
 
@@ -152,9 +149,7 @@ class TaskMix:
 
 def identifier(ids: ItemIdentifiers, item: int, task: str) -> str:
     """An item's ID for a task (``rec`` or ``search``) as text: behaviour token + identifier tokens, no spaces."""
-    if task == "rec":
-        return REC_TOKEN + "".join(ids.collaborative[item])
-    return SRC_TOKEN + "".join(ids.semantic[item])
+    return task_side(task).token + "".join(ids.for_task(task)[item])
 
 
 def render_event(ev: Event, ids: ItemIdentifiers) -> str:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -15,6 +15,11 @@ import seaborn as sns
 
 from gensar_lib.artifacts import atomic_path, code_fingerprint, write_json
 from gensar_lib.config import REPO_ROOT
+from gensar_lib.methods import IDENTIFIER_VARIANTS, LABELS, METHODS, SINGLE_ID
+from gensar_lib.tables import collision_frame, summary_frame
+
+if TYPE_CHECKING:
+    from gensar_lib.results import AblationResult
 
 FIGURES_ENV = "GENSAR_FIGURES"
 
@@ -337,3 +342,99 @@ def generative_result_bars(table: pd.DataFrame) -> plt.Figure:
     ax.set(ylabel="score", title="Test results of the generative model")
     ax.legend()
     return fig
+
+
+# ---------------------------------------------------------------------------
+# Notebook 06: the ablation (each returns the figure and the data behind it)
+# ---------------------------------------------------------------------------
+
+
+def plot_tradeoff(runs: list[dict[str, Any]], protocol: str = "sampled", metric: str = "NDCG@10"
+                  ) -> tuple[plt.Figure, pd.DataFrame]:
+    """Fig. 1: each method's search performance against its recommendation performance."""
+    s = summary_frame(runs, protocol)
+    s = s[s.metric == metric]
+    rec, search = (s[s.task == t].drop(columns=["task", "metric", "seeds"]) for t in ("rec", "search"))
+    data = rec.merge(search, on=["method", "family"], suffixes=("_rec", "_search"))
+    data = data.rename(columns={"mean_rec": "rec_mean", "std_rec": "rec_std", "mean_search": "search_mean",
+                                "std_search": "search_std"}).reset_index(drop=True)
+    data["number"] = range(1, len(data) + 1)  # each point is numbered; the key beside the axes names it
+    fig, (ax, key) = plt.subplots(1, 2, figsize=(11, 5), gridspec_kw={"width_ratios": [3, 2]})
+    for family, marker in (("generative", "o"), ("baseline", "s")):
+        part = data[data.family == family]
+        ax.errorbar(part.rec_mean, part.search_mean, xerr=part.rec_std.fillna(0), yerr=part.search_std.fillna(0),
+                    fmt=marker, capsize=3, label=family)
+        for row in part.itertuples():
+            ax.annotate(str(row.number), (row.rec_mean, row.search_mean), fontsize=8, xytext=(3, 3),
+                        textcoords="offset points")
+    ax.set(xlabel=f"recommendation {metric} ({protocol})", ylabel=f"search {metric} ({protocol})",
+           title="Search vs recommendation (paper Fig. 1)")
+    ax.legend(loc="lower right")
+    key.axis("off")
+    key.text(0, 1, "\n".join(f"{row.number:>2}  {LABELS.get(row.method, row.method)}" for row in data.itertuples()),
+             va="top", family="monospace", fontsize=8, transform=key.transAxes)
+    return fig, data
+
+
+def plot_variants(runs: list[dict[str, Any]], protocol: str = "sampled", metric: str = "NDCG@10"
+                  ) -> tuple[plt.Figure, pd.DataFrame]:
+    """Fig. 4: each identifier variant on both tasks (mean and std over seeds)."""
+    s = summary_frame(runs, protocol)
+    data = s[(s.metric == metric) & s.method.isin(IDENTIFIER_VARIANTS)].reset_index(drop=True)
+    order = [m for m in IDENTIFIER_VARIANTS if m in set(data.method)]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=False)
+    for ax, task in zip(axes, ("rec", "search")):
+        part = data[data.task == task].set_index("method").loc[order]
+        ax.bar(range(len(order)), part["mean"], yerr=part["std"].fillna(0), capsize=3,
+               color=[METHODS[m].colour for m in order])
+        ax.set_xticks(range(len(order)), [LABELS[m] for m in order], rotation=35, ha="right", fontsize=8)
+        ax.set(title=f"{'recommendation' if task == 'rec' else 'search'}", ylabel=f"{metric} ({protocol})")
+    fig.suptitle("Identifier variants on both tasks (paper Fig. 4)")
+    return fig, data
+
+
+def plot_collisions(frame: pd.DataFrame) -> tuple[plt.Figure, pd.DataFrame]:
+    """Fig. 5: collision rate of each variant's identifiers, before and after handling.
+
+    A single-ID method (:data:`SINGLE_ID`) has one identifier for both tasks, so it is shown once;
+    GenSAR and the separate IDs show their semantic and their collaborative ID.
+    """
+    single = frame.method.isin(SINGLE_ID)
+    frame = frame[~single | ~frame.duplicated("method")]
+    data = frame.melt(id_vars=["method", "identifier"], value_vars=["before", "after"], var_name="stage",
+                      value_name="collision_rate")
+    data["label"] = [LABELS[m] if m in SINGLE_ID else f"{LABELS[m]}\n{i} ID"
+                     for m, i in zip(data.method, data.identifier)]
+    fig, ax = plt.subplots(figsize=(10, 4))
+    labels = list(dict.fromkeys(data.label))
+    x = np.arange(len(labels))
+    for j, stage in enumerate(("before", "after")):
+        vals = data[data.stage == stage].set_index("label").loc[labels, "collision_rate"]
+        ax.bar(x + (j - 0.5) * 0.4, vals * 100, width=0.4, label=f"{stage} handling")
+    ax.set_xticks(x, labels, rotation=40, ha="right", fontsize=7)
+    ax.set(ylabel="items sharing their ID (%)", title="Collision rates of the identifier variants (paper Fig. 5)")
+    ax.legend()
+    return fig, data
+
+
+def plot_hparams(rows: list[dict[str, Any]]) -> tuple[plt.Figure, pd.DataFrame]:
+    """Hyper-parameters: collision rate (before handling) against codebook size per shared/specific split."""
+    data = pd.DataFrame(rows)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
+    for ax, name in zip(axes, ("semantic", "collaborative")):
+        for (shared, specific), part in data[data.identifier == name].groupby(["shared_levels", "specific_levels"]):
+            ax.plot(part.codebook_size, part.before * 100, marker="o", label=f"{shared} shared + {specific} specific")
+        ax.set_xscale("log", base=2)
+        ax.set(xlabel="codebook size", ylabel="collisions before handling (%)", title=f"{name} ID")
+    axes[0].legend(fontsize=8)
+    fig.suptitle("Shared vs specific levels and codebook size (paper hyper-parameter study, identifier level)")
+    return fig, data
+
+
+# notebook 06's figures of an AblationResult, by file name (results.write_ablation writes them)
+ABLATION_FIGURES: dict[str, Callable[[AblationResult], tuple[plt.Figure, pd.DataFrame]]] = {
+    "fig1_tradeoff": lambda r: plot_tradeoff(r.runs),
+    "fig4_identifier_variants": lambda r: plot_variants(r.runs),
+    "fig5_collision_rates": lambda r: plot_collisions(collision_frame(r.runs)),
+    "hparam_levels_codebook": lambda r: plot_hparams(r.hparams),
+}

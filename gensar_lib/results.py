@@ -1,15 +1,167 @@
-"""The committed ablation results as Markdown tables (``python -m gensar_lib results``), one per results file;
-``--readme`` writes them into README.md between its two results markers."""
+"""The ablation's results files (notebook 06_identifier_ablation): :class:`AblationResult` and its
+``ablation.json``; the committed results notebook 06 loads, how a multi-seed ablation is extended over
+several sessions and combined with what was trained now; the identifiers-downstream comparison of the lab's
+budget curves; and the committed results as Markdown tables (``python -m gensar_lib results``; ``--readme``
+writes them into README.md between its two results markers).
+"""
 from __future__ import annotations
 
 import json
+import warnings
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
+import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
 
-from gensar_lib.ablation import COMMITTED, LABELS, summary_frame
-from gensar_lib.artifacts import atomic_path
-from gensar_lib.config import REPO_ROOT, ConfigError
+from gensar_lib.artifacts import atomic_path, write_json
+from gensar_lib.config import REPO_ROOT, ConfigError, Profile, fingerprint
+from gensar_lib.methods import LABELS
+from gensar_lib.tables import summary_frame
+
+NOTEBOOK = "06_identifier_ablation"
+COMMITTED = REPO_ROOT / "figures" / NOTEBOOK  # the committed multi-seed results notebook 06 loads
+
+
+@dataclass
+class AblationResult:
+    """Every run (method x seed), the variants' collision rates and the hyper-parameter grid."""
+
+    dataset: str
+    profile: str
+    runs: list[dict[str, Any]]
+    hparams: list[dict[str, Any]] = field(default_factory=list)
+    structure: dict[str, Any] = field(default_factory=dict)  # structure.identifier_structure of the profile seed
+    profile_key: str = ""  # config.fingerprint of the profile: committed results name the profile they ran
+    provenance: dict[str, Any] = field(default_factory=dict)  # command, date, machine, code (the CLI sets it)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"dataset": self.dataset, "profile": self.profile, "profile_key": self.profile_key,
+                "seeds": sorted({r["seed"] for r in self.runs}), "runs": self.runs, "hparams": self.hparams,
+                "structure": self.structure, "provenance": self.provenance}
+
+
+def dataset_stem(dataset: str) -> str:
+    """A dataset's name as it appears in committed file names (``Office`` -> ``office``)."""
+    return dataset.lower()
+
+
+def committed_path(dataset: str, profile: str) -> Path:
+    """Where the committed results of a dataset and profile live (the CLI's ``--commit`` writes them)."""
+    return COMMITTED / f"ablation_{dataset_stem(dataset)}_{profile}.json"
+
+
+def from_dict(report: dict[str, Any]) -> AblationResult:
+    """An :class:`AblationResult` from its ``ablation.json`` form."""
+    return AblationResult(report["dataset"], report["profile"], report["runs"], report.get("hparams", []),
+                          report.get("structure", {}), report.get("profile_key", ""), report.get("provenance", {}))
+
+
+def load_committed(dataset: str, profile: Profile, path: Path | None = None) -> AblationResult | None:
+    """The committed results of this dataset and profile; None (with a warning) when absent or made
+    with other profile values, so that no stale number is shown as today's."""
+    path = path or committed_path(dataset, profile.name)
+    if not path.exists():
+        warnings.warn(f"no committed ablation results at {path}: every method is trained now", stacklevel=2)
+        return None
+    result = from_dict(json.loads(path.read_text()))
+    if result.profile_key != fingerprint(profile):
+        warnings.warn(f"{path}: field 'profile_key' = {result.profile_key!r}, but profile {profile.name!r} is now "
+                      f"{fingerprint(profile)!r} (its values changed since these results were made): they are "
+                      f"not loaded, and every method is trained now", stacklevel=2)
+        return None
+    return result
+
+
+def read_results(path: Path, profile: Profile, dataset: str | None = None) -> AblationResult:
+    """Earlier results of this profile (and dataset, when given: the CLI's ``--extend``); a clear error otherwise."""
+    try:
+        result = from_dict(json.loads(Path(path).read_text()))
+    except (json.JSONDecodeError, KeyError, TypeError) as err:
+        raise ConfigError(f"{path}: not an ablation results file ({err})") from None
+    if dataset is not None and result.dataset != dataset:
+        raise ConfigError(f"{path}: field 'dataset' = {result.dataset!r}, but this run is on {dataset!r}")
+    if result.profile_key != fingerprint(profile):
+        raise ConfigError(f"{path}: field 'profile_key' = {result.profile_key!r}, but profile {profile.name!r} "
+                          f"with these --set values is {fingerprint(profile)!r}: its runs are another recipe's")
+    return result
+
+
+def extend(earlier: AblationResult | None, now: AblationResult) -> AblationResult:
+    """Earlier results (if any) with the runs made now, each run stamped with the date it was ``made``;
+    how a multi-seed ablation longer than one working session is completed over several (``lab/README.md``)."""
+    date = now.provenance.get("date", "undated")
+    if earlier is None:
+        return replace(now, runs=[{**r, "made": date} for r in now.runs])
+    fresh = {(r["method"], r["seed"]) for r in now.runs}
+    runs = [{"made": earlier.provenance.get("date", "undated"), **r} for r in earlier.runs
+            if (r["method"], r["seed"]) not in fresh] + [{**r, "made": date} for r in now.runs]
+    sessions = [*earlier.provenance.get("earlier", []),
+                {k: v for k, v in earlier.provenance.items() if k != "earlier"}]
+    return replace(now, runs=runs, hparams=now.hparams or earlier.hparams,
+                   structure=now.structure or earlier.structure, provenance={**now.provenance, "earlier": sessions})
+
+
+def combine(now: AblationResult, committed: AblationResult | None) -> AblationResult:
+    """The runs made now, and the committed runs of every other (method, seed); each run names its
+    ``source``. The hyper-parameter grid and structure are today's when computed, else the committed ones."""
+    fresh = {(r["method"], r["seed"]) for r in now.runs}
+    runs = [{**r, "source": "trained now"} for r in now.runs]
+    if committed is None:
+        return replace(now, runs=runs)
+    date = committed.provenance.get("date", "undated")
+    runs += [{**r, "source": f"loaded ({r.get('made', date)})"} for r in committed.runs
+             if (r["method"], r["seed"]) not in fresh]
+    return replace(now, runs=runs, hparams=now.hparams or committed.hparams,
+                   structure=now.structure or committed.structure)
+
+
+def downstream_path(dataset: str, suffix: str = "json") -> Path:
+    """Where ``lab/benchmarks/budget_curves.py --name identifiers_downstream`` writes a dataset's comparison."""
+    return REPO_ROOT / "figures" / "05_t5_training" / f"identifiers_downstream_{dataset_stem(dataset)}.{suffix}"
+
+
+def downstream_frame(dataset: str, profile: Profile) -> pd.DataFrame | None:
+    """The identifiers downstream (notebook 06, section 11): GenSAR trained with the same recipe and budget on
+    the GenSAR identifiers from before the RQ-VAE change (standardised inputs, EMA codebooks, a wider latent)
+    and on today's. A row per run: the best
+    validation score, when it was reached, and test HR@10 of each task and protocol. None (with a warning) when
+    not measured, or measured with other values of ``profile`` (the small profile, which the runs start from)."""
+    path = downstream_path(dataset)
+    if not path.exists():
+        warnings.warn(f"no identifiers-downstream comparison at {path}", stacklevel=2)
+        return None
+    report = json.loads(path.read_text())
+    if report.get("profile_key") != fingerprint(profile):
+        warnings.warn(f"{path}: field 'profile_key' = {report.get('profile_key')!r}, but profile {profile.name!r} is "
+                      f"now {fingerprint(profile)!r}: not shown", stacklevel=2)
+        return None
+    rows = []
+    for run in report["results"]:
+        best = max(run["history"], key=lambda h: h["val_score"])
+        rows.append({"run": run["candidate"], "best validation NDCG@5": best["val_score"],
+                     "at minute": best["train_seconds"] / 60, "step": best["step"],
+                     **{f"{task} {protocol} HR@10": run["test"][task][protocol]["HR@10"]
+                        for task in ("rec", "search") for protocol in ("sampled", "full")}})
+    return pd.DataFrame(rows).set_index("run")
+
+
+def write_ablation(out: str | Path, result: AblationResult) -> list[Path]:
+    """``ablation.json`` and every figure (PNG + CSV) under ``out/figures``, each written atomically."""
+    from gensar_lib.plots import ABLATION_FIGURES, save_fig
+
+    out = Path(out)
+    paths = [write_json(out / "ablation.json", result.as_dict())]
+    for name, draw in ABLATION_FIGURES.items():
+        if name == "hparam_levels_codebook" and not result.hparams:
+            continue
+        fig, data = draw(result)
+        paths.append(save_fig(fig, NOTEBOOK, name, data, root=out / "figures"))
+        plt.close(fig)
+    return paths
+
 
 README = REPO_ROOT / "README.md"
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
@@ -32,7 +184,7 @@ def _cell(mean: float, std: float, best: bool) -> str:
 
 def results_table(report: dict) -> str:
     """A header line naming the dataset, profile and seeds, then one row per method and baseline present
-    (named by ``ablation.LABELS``, else by its own name) and a column per protocol, task and metric; each
+    (named by ``methods.LABELS``, else by its own name) and a column per protocol, task and metric; each
     column's best mean is bold (every method that ties it at 3 decimals too); ``-`` where a method has no score."""
     frames = {protocol: summary_frame(report["runs"], protocol).set_index(["method", "task", "metric"])
               for protocol in ("full", "sampled")}

@@ -12,8 +12,10 @@ So a change to any module a stage runs gives it a new key, and no stage lists it
 ``config`` and ``artifacts`` are left out of the code part: a profile's values enter the key
 themselves (a field marked ``config.KEYLESS_DEFAULT`` only when it differs from its default, so that a new
 option whose default is the old behaviour keeps every key), and the cache's own code does not change what a
-stage computes. The price of reading imports instead of calls is that a stage is rebuilt more often than
-strictly needed (the T5 stage runs ``pipeline``, which imports every stage before it): correct before fast.
+stage computes. So is ``methods``: what of a method changes a run enters its key through the run's profile
+(a single-task method's task mix) and its name; its label and colour are for tables and figures. The price of reading imports instead of calls is that a stage is rebuilt more often than
+strictly needed (a module imported for one function brings its whole source): correct before fast. Hence
+one module (or package) per stage, and the tables, figures and results files outside all of them.
 """
 from __future__ import annotations
 
@@ -27,7 +29,7 @@ from gensar_lib.artifacts import code_fingerprint
 from gensar_lib.config import Profile
 
 PACKAGE = Path(__file__).parent
-KEYLESS = ("gensar_lib.config", "gensar_lib.artifacts", "gensar_lib.stages")
+KEYLESS = ("gensar_lib.config", "gensar_lib.artifacts", "gensar_lib.stages", "gensar_lib.methods")
 
 
 @dataclass(frozen=True)
@@ -64,15 +66,17 @@ STAGES: dict[str, Stage] = {s.name: s for s in (
                            "seed"),
           consumes=("data",), runs=("gensar_lib.embeddings",)),
     Stage("rqvae", reads=("quantize", "seed"), consumes=("semantic_embeddings", "sasrec"),
-          runs=("gensar_lib.pipeline",)),
+          runs=("gensar_lib.rqvae",)),
+    # the T5 package (its validation runs evaluation and decoding), and the RQ-VAE stage that makes the
+    # identifiers it is trained on (the command line's ``train`` runs both): a new RQ-VAE retrains the T5
     Stage("t5", reads=("model", "train", "eval", "seed"), consumes=("data", "rqvae"),
-          runs=("gensar_lib.pipeline",)),
+          runs=("gensar_lib.t5", "gensar_lib.rqvae")),
     # the learned baselines (baselines.neural): queries are encoded with the semantic encoder's settings
     Stage("learned_baseline", reads=("baselines", "embeddings.encoder", "embeddings.max_seq_length", "seed"),
           consumes=("data", "semantic_embeddings"), runs=("gensar_lib.baselines.neural",)),
-    # a run's whole profile (``ablation.run_profile`` has already applied the ablation's overrides)
+    # a run's whole profile (``ablation_run.run_profile`` has already applied the ablation's overrides)
     Stage("ablation_run", reads=("data", "embeddings", "quantize", "model", "train", "eval", "seed"),
-          consumes=("data", "rqvae", "t5"), runs=("gensar_lib.ablation",)),
+          consumes=("data", "rqvae", "t5"), runs=("gensar_lib.ablation_run",)),
 )}
 
 

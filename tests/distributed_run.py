@@ -24,7 +24,9 @@ IDENTIFIERS = [f"<shared_a_{i}>" for i in range(11)]
 
 
 def steps(out: Path) -> None:
-    from gensar_lib.generative import build_model, train, train_tokenizer
+    from gensar_lib.t5.model import build_model
+    from gensar_lib.t5.tokenizer import train_tokenizer
+    from gensar_lib.t5.train import train
 
     pairs = [(f"after {WORDS[i]} what comes next?", f"<rec_item><shared_a_{i + 1}>") for i in range(10)]
     tokenizer = train_tokenizer([t for p in pairs for t in p] + WORDS * 3, 120, IDENTIFIERS)

@@ -7,31 +7,32 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 
-from gensar_lib import ablation
+from gensar_lib import ablation, ablation_run, artifacts, plots, results
 from gensar_lib.__main__ import main
 from gensar_lib.config import ConfigError, fingerprint, load_profile
 from gensar_lib.identifiers import collision_rate, parse_token
+from gensar_lib.methods import IDENTIFIER_VARIANTS
 
 TINY = load_profile("tiny")
 
 
 def test_random_identifiers_are_distinct_seeded_and_informationless():
-    ids = ablation.random_identifiers(500, 4, 16, seed=3)
+    ids = ablation_run.random_identifiers(500, 4, 16, seed=3)
     assert collision_rate(ids.semantic) == 0.0
     assert ids.semantic == ids.collaborative
     assert all(len(t) == 4 and [parse_token(x)[0] for x in t] == ["random"] * 4 for t in ids.semantic)
     assert set(ids.tokens_used()) <= set(ids.vocabulary)
-    assert ablation.random_identifiers(500, 4, 16, seed=3) == ids
-    assert ablation.random_identifiers(500, 4, 16, seed=4).semantic != ids.semantic
+    assert ablation_run.random_identifiers(500, 4, 16, seed=3) == ids
+    assert ablation_run.random_identifiers(500, 4, 16, seed=4).semantic != ids.semantic
 
 
 def test_random_identifiers_reject_too_small_a_space():
     with pytest.raises(ConfigError, match=r"2\^3 = 8 IDs for 9 items"):
-        ablation.random_identifiers(9, 3, 2, seed=0)
+        ablation_run.random_identifiers(9, 3, 2, seed=0)
 
 
 def test_every_identifier_variant_has_one_maker():
-    assert tuple(ablation.VARIANTS) == ablation.IDENTIFIER_VARIANTS
+    assert tuple(ablation_run.VARIANTS) == IDENTIFIER_VARIANTS
 
 
 def test_unknown_method_is_named():
@@ -150,7 +151,7 @@ def test_baseline_gap_compares_with_the_best_baseline_of_each_task():
 
 
 def _result(runs, profile=TINY, **kw):
-    return ablation.AblationResult("synthetic", profile.name, runs, profile_key=fingerprint(profile), **kw)
+    return results.AblationResult("synthetic", profile.name, runs, profile_key=fingerprint(profile), **kw)
 
 
 def test_committed_results_load_only_for_the_same_profile(tmp_path):
@@ -187,7 +188,7 @@ def test_combine_keeps_todays_runs_and_loads_the_rest():
 
 def test_variant_identifiers(tiny_prepared, session_cache):
     n = tiny_prepared.dataset.n_items
-    out = {m: ablation.variant_identifiers(m, tiny_prepared, TINY, session_cache)
+    out = {m: ablation_run.variant_identifiers(m, tiny_prepared, TINY, session_cache)
            for m in ("gensar", "semantic", "separate", "random", "gensar-rec-only")}
     assert out["gensar-rec-only"].ids == out["gensar"].ids
     sep, sem = out["separate"].ids, out["semantic"].ids
@@ -209,7 +210,7 @@ def test_extend_keeps_earlier_runs_with_their_dates_and_read_results_refuses_ano
                       provenance={"date": "2026-12-03 07:00 UTC", "command": "first"})
     now = _result([_run("gensar", 1, 0.3, 0.5), _run("semantic", 0, 0.15, 0.5)],
                   provenance={"date": "2026-12-04 07:00 UTC", "command": "second"})
-    both = ablation.extend(earlier, now)
+    both = results.extend(earlier, now)
     assert [(r["method"], r["seed"], r["made"]) for r in both.runs] == [
         ("gensar", 0, "2026-12-03 07:00 UTC"), ("gensar", 1, "2026-12-04 07:00 UTC"),
         ("semantic", 0, "2026-12-04 07:00 UTC")]  # a run made again replaces the earlier one
@@ -217,19 +218,19 @@ def test_extend_keeps_earlier_runs_with_their_dates_and_read_results_refuses_ano
     assert both.provenance["command"] == "second" and both.provenance["earlier"] == [earlier.provenance]
     assert [r["source"] for r in ablation.combine(_result([]), both).runs] == [
         "loaded (2026-12-03 07:00 UTC)", "loaded (2026-12-04 07:00 UTC)", "loaded (2026-12-04 07:00 UTC)"]
-    third = ablation.extend(both, _result([], provenance={"date": "2026-12-05 07:00 UTC"}))
+    third = results.extend(both, _result([], provenance={"date": "2026-12-05 07:00 UTC"}))
     assert [p.get("command") for p in third.provenance["earlier"]] == ["first", "second"]
-    assert [r["made"] for r in ablation.extend(None, now).runs] == ["2026-12-04 07:00 UTC"] * 2
+    assert [r["made"] for r in results.extend(None, now).runs] == ["2026-12-04 07:00 UTC"] * 2
     path = tmp_path / "results.json"
     path.write_text(json.dumps(both.as_dict()))
-    assert ablation.read_results(path, TINY, "synthetic").runs == both.runs
+    assert results.read_results(path, TINY, "synthetic").runs == both.runs
     with pytest.raises(ConfigError, match="field 'dataset' = 'synthetic', but this run is on 'Office'"):
-        ablation.read_results(path, TINY, "Office")
+        results.read_results(path, TINY, "Office")
     with pytest.raises(ConfigError, match="field 'profile_key'.*another recipe"):
-        ablation.read_results(path, replace(TINY, train=replace(TINY.train, lr=1e-4)))
+        results.read_results(path, replace(TINY, train=replace(TINY.train, lr=1e-4)))
     path.write_text("{")
     with pytest.raises(ConfigError, match="results.json: not an ablation results file"):
-        ablation.read_results(path, TINY)
+        results.read_results(path, TINY)
 
 
 @pytest.fixture(scope="module")
@@ -237,7 +238,7 @@ def tiny_ablation(tmp_path_factory):
     """The command line's tiny ablation on the synthetic world; the session's cache, which notebook 06 reuses."""
     out = tmp_path_factory.mktemp("ablation")
     with pytest.MonkeyPatch.context() as mp:  # --commit writes here, not into the repository's figures/
-        mp.setattr(ablation, "COMMITTED", out / "committed")
+        mp.setattr(results, "COMMITTED", out / "committed")
         assert main(["ablation", "--dataset", "synthetic", "--profile", "tiny", "--commit", "--out", str(out)]) == 0
     return out, json.loads((out / "ablation.json").read_text())
 
@@ -253,9 +254,9 @@ def test_ablation_cli_writes_every_method_and_figure(tiny_ablation):
             assert set(row) == {"HR@1", "HR@5", "HR@10", "NDCG@5", "NDCG@10"}
             assert 0 <= row["HR@1"] <= row["HR@5"] <= row["HR@10"] <= 1
     assert len(report["hparams"]) == 2 * len(TINY.ablation.codebook_sizes) * len(TINY.ablation.level_splits)
-    for name in ablation.FIGURES:
+    for name in plots.ABLATION_FIGURES:
         for ext in ("png", "csv"):
-            assert (out / "figures" / ablation.NOTEBOOK / f"{name}.{ext}").stat().st_size > 0
+            assert (out / "figures" / results.NOTEBOOK / f"{name}.{ext}").stat().st_size > 0
     assert report["provenance"]["command"].startswith("python -m gensar_lib ablation --dataset synthetic")
     assert report["profile_key"] == fingerprint(TINY)
     assert json.loads((out / "committed" / "ablation_synthetic_tiny.json").read_text()) == report
@@ -269,7 +270,7 @@ def test_ablation_extend_trains_only_the_missing_runs_and_saves_after_each(tiny_
                                                                            capsys):
     """Over several sessions: ``--extend FILE`` keeps FILE's runs and trains only what it lacks."""
     results, calls, saved = tmp_path / "next.json", [], []
-    train, save = ablation.run_method, ablation.write_json
+    train, save = ablation.run_method, artifacts.write_json
 
     def counted(method, prepared, profile, seed, *args, **kwargs):
         calls.append((method, seed))
@@ -334,7 +335,7 @@ def test_downstream_frame_reads_the_budget_curve_comparison(tmp_path, monkeypatc
                          for i, v in enumerate(vals)]}
             for name, vals in (("small profile", [0.1, 0.3, 0.2]), ("before", [0.05, 0.1, 0.15]))]
     path = tmp_path / "identifiers_downstream_synthetic.json"
-    monkeypatch.setattr(ablation, "downstream_path", lambda dataset: tmp_path / f"identifiers_downstream_{dataset.lower()}.json")
+    monkeypatch.setattr(results, "downstream_path", lambda dataset: tmp_path / f"identifiers_downstream_{dataset.lower()}.json")
     small = load_profile("small")
     with pytest.warns(UserWarning, match="no identifiers-downstream comparison"):
         assert ablation.downstream_frame("synthetic", small) is None

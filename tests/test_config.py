@@ -130,3 +130,23 @@ def test_every_profile_keeps_its_rules_and_the_prompt_styles_are_the_instruction
 def test_bad_values_name_the_field_the_value_and_what_is_allowed(text, message):
     with pytest.raises(ConfigError, match=re.escape(message)):
         with_overrides(load_profile("tiny"), dict([parse_override(text)]))  # max_steps, pretrained: None
+
+
+def test_config_imports_only_the_floor_below_it():
+    """config imports tasks and methods, which import nothing of the library: no cycle to hide."""
+    import subprocess
+    import sys
+
+    from gensar_lib.config import REPO_ROOT
+
+    code = ("import sys, gensar_lib.config; "
+            "print(sorted(m for m in sys.modules if m.startswith('gensar_lib.')))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["['gensar_lib.config',", "'gensar_lib.methods',", "'gensar_lib.tasks']"]
+
+
+def test_the_default_ablation_methods_are_the_declared_ones():
+    from gensar_lib.config import AblationConfig
+    from gensar_lib.methods import METHODS
+
+    assert AblationConfig().methods == tuple(METHODS)

@@ -1,5 +1,5 @@
 """Two CPU processes (gloo) through Accelerate: data-parallel T5 training, sharded evaluation, resume
-after a kill (gensar_lib.devices, generative.train, evaluation.decode; docs/scale.md). Each test launches
+after a kill (gensar_lib.devices, t5.train, evaluation.decode; docs/scale.md). Each test launches
 ``torchrun --nproc_per_node 2`` on tests/distributed_run.py."""
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Tokenizer, T5 build/load and the resumable training loop (gensar_lib.generative)."""
+"""Tokenizer, T5 build/load and the resumable training loop (gensar_lib.t5)."""
 import json
 import os
 import time
@@ -8,18 +8,12 @@ import pytest
 import torch
 
 from gensar_lib.config import ConfigError, ModelConfig, TrainConfig
-from gensar_lib.generative import (
-    BEHAVIOUR_TOKENS,
-    LABEL_IGNORE,
-    TIMING_KEYS,
-    build_model,
-    collate,
-    encode_pairs,
-    load_best,
-    load_pretrained_tokenizer,
-    train,
-    train_tokenizer,
-)
+from gensar_lib.t5.batches import LABEL_IGNORE, collate, encode_pairs
+from gensar_lib.t5.checkpoints import load_best
+from gensar_lib.t5.model import build_model
+from gensar_lib.t5.tokenizer import load_pretrained_tokenizer, train_tokenizer
+from gensar_lib.t5.train import TIMING_KEYS, train
+from gensar_lib.tasks import BEHAVIOUR_TOKENS
 
 IDENTIFIERS = (
     [f"<shared_{lv}_{i}>" for lv in "ab" for i in range(12)]
@@ -309,7 +303,7 @@ def test_pretrained_model_and_tokenizer_load_from_a_local_folder(tokenizer, tmp_
 TOKENIZER_SCRIPT = """
 import sys
 from tests.test_generative import IDENTIFIERS, PAIRS, WORDS
-from gensar_lib.generative import train_tokenizer
+from gensar_lib.t5.tokenizer import train_tokenizer
 texts = [t for pair in PAIRS for t in pair] + WORDS * 3 + [f"item {i} costs {i * 7} dollars" for i in range(200)]
 tok = train_tokenizer(texts, vocab_size=150, special_tokens=IDENTIFIERS)
 sys.stdout.write(tok.backend_tokenizer.to_str())
@@ -335,7 +329,7 @@ def test_tokenizer_is_byte_identical_across_processes():
 
 
 def test_every_epoch_draws_every_instruction_and_a_seed_fixes_the_batches():
-    from gensar_lib.generative import epoch_batches
+    from gensar_lib.t5.batches import epoch_batches
 
     lengths = [int(x) for x in torch.randint(3, 90, (1000,), generator=torch.Generator().manual_seed(0))]
     for window in (0, 4):
@@ -354,7 +348,7 @@ def test_every_epoch_draws_every_instruction_and_a_seed_fixes_the_batches():
 
 
 def test_length_windows_cut_padding():
-    from gensar_lib.generative import epoch_batches
+    from gensar_lib.t5.batches import epoch_batches
 
     lengths = np.array([int(x) for x in torch.randint(3, 120, (2000,), generator=torch.Generator().manual_seed(1))])
 
@@ -397,7 +391,7 @@ def test_resume_refuses_another_tokenizer_and_says_it_resumes(tokenizer, tmp_pat
 
 
 def test_response_loss_is_the_models_own_loss(tokenizer):
-    from gensar_lib.generative import response_loss
+    from gensar_lib.t5.model import response_loss
 
     model = build_model(TINY, tokenizer, seed=0).eval()
     enc = encode_pairs(tokenizer, PAIRS)
@@ -408,7 +402,7 @@ def test_response_loss_is_the_models_own_loss(tokenizer):
 
 
 def test_position_nll_splits_the_response_loss_by_position(tokenizer):
-    from gensar_lib.generative import position_nll
+    from gensar_lib.t5.model import position_nll
 
     model = build_model(TINY, tokenizer, seed=0).eval()
     enc = encode_pairs(tokenizer, PAIRS)
@@ -430,26 +424,29 @@ KILL_SCRIPT = """
 import hashlib, json, os, signal, sys
 import torch
 torch.set_num_threads(1)
-import gensar_lib.generative as G
+import gensar_lib.t5.train as T
+from gensar_lib.t5.batches import collate, encode_pairs
+from gensar_lib.t5.model import build_model
+from gensar_lib.t5.tokenizer import train_tokenizer
 from tests.test_generative import PAIRS, TINY, tiny_cfg, IDENTIFIERS, WORDS
 out, kill_at = sys.argv[1], int(sys.argv[2])
-tokenizer = G.train_tokenizer([t for p in PAIRS for t in p] + WORDS * 3, vocab_size=120, special_tokens=IDENTIFIERS)
-step = G._train_step
+tokenizer = train_tokenizer([t for p in PAIRS for t in p] + WORDS * 3, vocab_size=120, special_tokens=IDENTIFIERS)
+step = T._train_step
 def maybe_die(*args, **kw):
     maybe_die.calls += 1
     if maybe_die.calls == kill_at:
         os.kill(os.getpid(), signal.SIGKILL)
     return step(*args, **kw)
 maybe_die.calls = 0
-G._train_step = maybe_die
-model = G.build_model(TINY.__class__(**{**TINY.__dict__, "dropout_rate": 0.2}), tokenizer, seed=1)
-batch = G.collate(*G.encode_pairs(tokenizer, PAIRS).__dict__.values())
+T._train_step = maybe_die
+model = build_model(TINY.__class__(**{**TINY.__dict__, "dropout_rate": 0.2}), tokenizer, seed=1)
+batch = collate(*encode_pairs(tokenizer, PAIRS).__dict__.values())
 def validate(m):
     return -float(m(**batch).loss)
-result = G.train(model, tokenizer, PAIRS, tiny_cfg(epochs=3, batch_size=3, checkpoint_every=2), out, validate,
+result = T.train(model, tokenizer, PAIRS, tiny_cfg(epochs=3, batch_size=3, checkpoint_every=2), out, validate,
                  seed=3, progress=True)
 digest = hashlib.sha256(b"".join(v.numpy().tobytes() for v in model.state_dict().values())).hexdigest()
-history = [{k: v for k, v in e.items() if k not in G.TIMING_KEYS} for e in result.history]
+history = [{k: v for k, v in e.items() if k not in T.TIMING_KEYS} for e in result.history]
 print(json.dumps({"weights": digest, "history": history, "best": result.best_score,
                   "resumed_from": result.resumed_from_step}))
 """

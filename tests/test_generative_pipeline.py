@@ -14,7 +14,8 @@ from gensar_lib.data.pipeline import prepare_data
 from gensar_lib.__main__ import main
 from gensar_lib.evaluation import evaluate_generative, held_out, prompt_for, rank_cases, recommend, search
 from gensar_lib.metrics import MISSING
-from gensar_lib.pipeline import all_identifiers, train_generative
+from gensar_lib.rqvae import all_identifiers
+from gensar_lib.t5.stage import train_generative
 
 # The session's cache (conftest), shared with the notebooks, so a test session trains the tiny T5 once.
 CACHE = ArtifactCache()

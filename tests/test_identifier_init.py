@@ -9,9 +9,11 @@ import torch
 
 from gensar_lib import ablation
 from gensar_lib.config import ConfigError, ModelConfig, check_profile, fingerprint, load_profile
-from gensar_lib.generative import build_model, check_vectors, init_identifier_embeddings, train_tokenizer
+from gensar_lib.t5.model import build_model, check_vectors, init_identifier_embeddings
+from gensar_lib.t5.tokenizer import train_tokenizer
 from gensar_lib.identifiers import token_vectors
-from gensar_lib.pipeline import all_identifiers, train_generative
+from gensar_lib.rqvae import all_identifiers
+from gensar_lib.t5.stage import train_generative
 from gensar_lib.stages import STAGES
 
 TINY = ModelConfig(d_model=32, d_ff=64, num_layers=1, num_heads=2, d_kv=16, dropout_rate=0.0)

@@ -12,6 +12,7 @@ from gensar_lib.instructions import (
     TEMPLATES,
     TaskMix,
     evaluation_instructions,
+    identifier,
     render_history,
     training_instructions,
 )
@@ -110,3 +111,16 @@ def test_compact_prompts_end_with_the_task_word_after_the_last_event():
                for f in TASK_FAMILIES)
     with pytest.raises(ValueError, match="unknown prompt style 'fancy'"):
         evaluation_instructions(split.test, ids, 5, "fancy")
+
+
+def test_each_task_has_one_side_read_by_instructions_and_the_model():
+    from gensar_lib.data.schema import TASKS
+    from gensar_lib.tasks import REC_TOKEN, SIDES, SRC_TOKEN, task_side
+
+    _, ids = toy()
+    assert tuple(SIDES) == TASKS
+    assert (task_side("rec").token, ids.for_task("rec")) == (REC_TOKEN, ids.collaborative)
+    assert (task_side("search").token, ids.for_task("search")) == (SRC_TOKEN, ids.semantic)
+    assert identifier(ids, 3, "rec") == REC_TOKEN + "".join(ids.collaborative[3])
+    with pytest.raises(ValueError, match="unknown task 'recommend'"):
+        task_side("recommend")

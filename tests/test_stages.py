@@ -43,23 +43,57 @@ def test_editing_any_module_a_stage_runs_changes_its_key(name, package_copy):
 
 
 def test_the_keys_cover_what_the_hand_written_lists_missed():
-    """The T5 key once left out decoding, metrics and pipeline (checkpoint selection runs them), and the
+    """The T5 key once left out decoding, metrics and the stage module (checkpoint selection runs them), and the
     RQ-VAE key identifiers (its collision rate picks the epoch)."""
     t5 = _names(STAGES["t5"].modules(), PACKAGE)
     assert {"decoding/__init__.py", "decoding/fast.py", "decoding/search.py", "decoding/trie.py", "metrics.py",
-            "pipeline.py", "generative.py", "instructions.py", "evaluation.py"} <= t5
+            "t5/stage.py", "t5/train.py", "t5/model.py", "instructions.py", "evaluation.py", "rqvae.py"} <= t5
     assert {"identifiers.py", "quantize/__init__.py", "quantize/residual.py", "quantize/models.py",
-            "quantize/training.py", "codestats.py"} <= _names(STAGES["rqvae"].modules(), PACKAGE)
-    assert {"baselines/__init__.py", "baselines/neural.py", "ablation.py"} <= _names(STAGES["ablation_run"].modules(),
-                                                                                      PACKAGE)
+            "quantize/training.py", "codestats.py", "rqvae.py"} <= _names(STAGES["rqvae"].modules(), PACKAGE)
+    assert {"ablation_run.py", "rqvae.py", "t5/stage.py", "evaluation.py"} <= _names(
+        STAGES["ablation_run"].modules(), PACKAGE)
     learned = _names(STAGES["learned_baseline"].modules(), PACKAGE)  # validation picks the epoch
     assert {"baselines/neural.py", "baselines/scores.py", "evaluation.py", "metrics.py"} <= learned
-    assert "ablation.py" not in learned
+    assert not {"ablation.py", "ablation_run.py", "t5/train.py"} & learned
     data = _names(STAGES["data"].modules(), PACKAGE)
-    assert {"data/synthetic.py", "data/synthetic_vocabulary.json"} <= data and "generative.py" not in data
+    assert {"data/synthetic.py", "data/synthetic_vocabulary.json"} <= data and "t5/model.py" not in data
     for stage in STAGES.values():
-        assert not {"config.py", "artifacts.py", "stages.py"} & _names(stage.modules(), PACKAGE)
+        assert not {"config.py", "artifacts.py", "stages.py", "methods.py"} & _names(stage.modules(), PACKAGE)
     assert all(k.startswith("gensar_lib.") for k in KEYLESS)
+
+
+def _edited_keys(package_copy, relative):
+    """Every stage's code key before and after appending a comment to ``relative`` (then restored)."""
+    path = package_copy / relative
+    before = {name: stage.code(package_copy) for name, stage in STAGES.items()}
+    source = path.read_bytes()
+    path.write_bytes(source + b"\n# edited\n")
+    try:
+        return before, {name: stage.code(package_copy) for name, stage in STAGES.items()}
+    finally:
+        path.write_bytes(source)
+
+
+@pytest.mark.parametrize("relative", ["decoding/fast.py", "evaluation.py", "t5/train.py", "plots.py"])
+def test_decoding_evaluation_and_the_t5_leave_the_rqvae_key_alone(relative, package_copy):
+    before, after = _edited_keys(package_copy, relative)
+    assert after["rqvae"] == before["rqvae"]
+    assert after["semantic_embeddings"] == before["semantic_embeddings"]
+
+
+@pytest.mark.parametrize("relative", ["plots.py", "results.py", "tables.py", "ablation.py", "structure.py",
+                                      "methods.py", "__main__.py"])
+def test_figures_tables_results_and_orchestration_leave_every_key_alone(relative, package_copy):
+    before, after = _edited_keys(package_copy, relative)
+    assert after == before
+
+
+def test_a_new_rqvae_changes_the_keys_of_the_stages_after_it(package_copy):
+    before, after = _edited_keys(package_copy, "rqvae.py")
+    changed = {name for name in STAGES if after[name] != before[name]}
+    assert changed == {"rqvae", "t5", "ablation_run"}
+    before, after = _edited_keys(package_copy, "t5/train.py")
+    assert {name for name in STAGES if after[name] != before[name]} == {"t5", "ablation_run"}
 
 
 def test_closure_follows_late_relative_and_module_imports(tmp_path):

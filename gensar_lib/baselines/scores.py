@@ -132,7 +132,7 @@ def sasrec_baseline(
 ) -> np.ndarray:
     """The cached SASRec's scores after each user's recommendation history; search queries are ignored.
 
-    The model is the one ``pipeline.item_embeddings`` trains (same config and seed, so the same
+    The model is the one ``rqvae.item_embeddings`` trains (same config and seed, so the same
     cache entry). Cases without recommendation history get a row of zeros (SASRec would score
     them from an untrained padding-only state).
     """

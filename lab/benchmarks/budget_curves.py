@@ -12,7 +12,7 @@ Each candidate is the ``small`` profile with the paper-style recipe it had befor
 labels by 0.1, and since 2026-12-06 its weight decay is 0.1, so the candidates that add those levers to it
 now equal it; their lines committed before then (lab/LOG.md, "Measured" of 2026-12-02 to 2026-12-04) were the
 profile of that day plus the lever. It is
-trained with ``gensar_lib.pipeline.train_generative`` (the artifact cache keys it, so a rerun only
+trained with ``gensar_lib.t5.stage.train_generative`` (the artifact cache keys it, so a rerun only
 plots) for ``--steps`` optimiser steps over all training instructions, validated every
 ``--eval-every`` steps on the profile's validation users (mean NDCG@5 of both tasks, the
 checkpoint criterion), and its best checkpoint is scored on the test users (sampled and full
@@ -140,7 +140,7 @@ def committed_identifiers(name: str, prepared, profile: Profile):
     from gensar_lib.config import ConfigError
     from gensar_lib.identifiers import from_json
 
-    from gensar_lib.ablation import dataset_stem
+    from gensar_lib.results import dataset_stem
 
     path = identifiers_path(name, dataset_stem(prepared.dataset.name))
     if not path.exists():
@@ -158,7 +158,8 @@ def run_candidate(name: str, spec: str, steps: int, eval_every: int, seed: int =
     """Train (or load) one candidate for one seed and score its best checkpoint on the test users."""
     from gensar_lib.data.pipeline import prepare_data
     from gensar_lib.evaluation import evaluate_generative, held_out
-    from gensar_lib.pipeline import all_identifiers, train_generative
+    from gensar_lib.rqvae import all_identifiers
+    from gensar_lib.t5.stage import train_generative
 
     profile = candidate_profile(name, steps, eval_every, seed)
     prepared = prepare_data(spec, profile)
@@ -248,7 +249,7 @@ def main() -> None:
                   f"search {test['search']['full']['HR@10']:.3f}", flush=True)
     if not results:
         sys.exit("error: every candidate failed; nothing to plot")
-    from gensar_lib.ablation import dataset_stem
+    from gensar_lib.results import dataset_stem
 
     dataset = dataset_stem(results[0]["dataset"])  # the name notebook 06 reads back (ablation.downstream_path)
     for path in args.merge:  # earlier sweeps drawn in the same figure, their own lines' names prefixed once

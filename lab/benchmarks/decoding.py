@@ -5,7 +5,7 @@ Run from the repository root with no arguments::
     OMP_NUM_THREADS=1 .venv/bin/python lab/benchmarks/decoding.py
 
 Model and data (:func:`benchmark_setup`): the trained T5 of the pipeline
-(``gensar_lib.pipeline.train_generative``), profile ``tiny`` trained briefly
+(``gensar_lib.t5.stage.train_generative``), profile ``tiny`` trained briefly
 (2 epochs over a seeded sample of 5,000 instructions), on the Amazon Office
 data when ``data/amazon-office`` exists (``python -m gensar_lib fetch office``), the
 synthetic world otherwise. Every stage is cached in ``data/cache`` (the
@@ -75,7 +75,7 @@ def benchmark_profile():
 def benchmark_setup():
     """(model, inputs, codes, behaviour token, candidates, description) for the benchmark.
 
-    The trained T5 of the pipeline (``gensar_lib.pipeline.train_generative``
+    The trained T5 of the pipeline (``gensar_lib.t5.stage.train_generative``
     with the default ``ArtifactCache()``, so it lives in ``data/cache`` and a
     second run reuses it), on the Amazon Office data when it is found beside
     the checkout (``data/amazon-office``), the synthetic world
@@ -88,7 +88,8 @@ def benchmark_setup():
     """
     from gensar_lib.data.pipeline import prepare_data
     from gensar_lib.instructions import evaluation_instructions
-    from gensar_lib.pipeline import all_identifiers, train_generative
+    from gensar_lib.rqvae import all_identifiers
+    from gensar_lib.t5.stage import train_generative
 
     profile = benchmark_profile()
     spec = str(OFFICE_DIR) if (OFFICE_DIR / "Office.item.json").exists() else "synthetic"
@@ -105,7 +106,7 @@ def benchmark_setup():
     codes = gen.codes(TASK)
     data = "Amazon Office (" + spec + ")" if spec != "synthetic" else "the synthetic world (no Office data found)"
     description = (
-        f"model: trained T5 from gensar_lib.pipeline.train_generative, profile {profile.name!r} "
+        f"model: trained T5 from gensar_lib.t5.stage.train_generative, profile {profile.name!r} "
         f"({profile.train.max_steps} steps of {profile.train.batch_size}; d_model "
         f"{gen.model.config.d_model}, {gen.model.config.num_layers}+{gen.model.config.num_decoder_layers} layers, "
         f"vocab {gen.model.config.vocab_size}), cached at {gen.folder}\n"

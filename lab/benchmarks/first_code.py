@@ -9,8 +9,8 @@ Run from the repository root::
 The identifiers' later codes are nearly determined by the earlier ones, so a model learns them from
 the identifiers alone; only the prompt (the query, the last items) predicts the first code. This
 script trains a fresh model of the ``small`` profile without dropout with
-:func:`gensar_lib.generative.train` (GenSAR identifiers, the training instructions of ``--mix``;
-default: every family, as ``TaskMix()``) and prints, for every 200 steps, :func:`gensar_lib.generative.position_nll` of the first two codes on 300 validation prompts
+:func:`gensar_lib.t5.train.train` (GenSAR identifiers, the training instructions of ``--mix``;
+default: every family, as ``TaskMix()``) and prints, for every 200 steps, :func:`gensar_lib.t5.model.position_nll` of the first two codes on 300 validation prompts
 of each task, next to a uniform guess (``log codebook_size``) and to a smoothed lookup table from
 the last recommended item's first code (recommendation) or from the query (search) to the target's
 first code, fitted on the training cases: what a model that reads the prompt can at least reach.
@@ -82,11 +82,13 @@ def main() -> None:
 
     from gensar_lib.config import load_profile
     from gensar_lib.data.pipeline import prepare_data
-    from gensar_lib.generative import (
-        behaviour_and_identifier_tokens, build_model, collate, encode_pairs, position_nll, train, train_tokenizer,
-    )
+    from gensar_lib.t5.batches import collate, encode_pairs
+    from gensar_lib.t5.model import build_model, position_nll
+    from gensar_lib.t5.tokenizer import behaviour_and_identifier_tokens, train_tokenizer
+    from gensar_lib.t5.train import train
     from gensar_lib.instructions import TaskMix, evaluation_instructions, training_instructions
-    from gensar_lib.pipeline import all_identifiers, tokenizer_corpus
+    from gensar_lib.rqvae import all_identifiers
+    from gensar_lib.t5.stage import tokenizer_corpus
 
     profile = load_profile("small")
     data = prepare_data(args.dataset, profile)

@@ -38,7 +38,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from gensar_lib.config import REPO_ROOT, load_profile  # noqa: E402
 from gensar_lib.data.pipeline import prepare_data  # noqa: E402
 from gensar_lib.embeddings import load_encoder, semantic_embeddings  # noqa: E402
-from gensar_lib.pipeline import (  # noqa: E402
+from gensar_lib.quantize import train_rqvae  # noqa: E402
+from gensar_lib.rqvae import (  # noqa: E402
     SELECT,
     IdentifierModel,
     build_rqvae,
@@ -46,7 +47,6 @@ from gensar_lib.pipeline import (  # noqa: E402
     identifiers,
     item_embeddings,
 )
-from gensar_lib.quantize import train_rqvae  # noqa: E402
 
 PROFILE = "small"
 ENCODE_ITEMS = 500

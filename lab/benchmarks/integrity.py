@@ -18,7 +18,8 @@ import time
 from gensar_lib import artifacts
 from gensar_lib.config import load_profile
 from gensar_lib.data.pipeline import prepare_data
-from gensar_lib.pipeline import all_identifiers, train_generative
+from gensar_lib.rqvae import all_identifiers
+from gensar_lib.t5.stage import train_generative
 
 REPEATS = 5
 

@@ -13,7 +13,7 @@ synthetic world; always the ``small`` profile's identifiers, tokenizer and fresh
   AdamW.
 * **now**: the profile's prompts (``train.prompts``, ``train.history_length``; entries joined by a
   space: ``instructions.HISTORY_SEPARATOR``), batches from ``generative.epoch_batches`` with the
-  profile's ``length_window`` (length-sorted windows), and ``generative._train_step`` with the
+  profile's ``length_window`` (length-sorted windows), and ``t5.train._train_step`` with the
   profile's settings.
 
 Both use the profile's task mix and one tokenizer trained on both prompt sets. Shorter prompts
@@ -83,11 +83,12 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     from gensar_lib.data.pipeline import prepare_data
-    from gensar_lib.generative import (
-        _make_optimizer, _train_step, behaviour_and_identifier_tokens, build_model, collate, encode_pairs,
-        epoch_batches, epoch_order, response_loss, train_tokenizer,
-    )
-    from gensar_lib.pipeline import all_identifiers, tokenizer_corpus
+    from gensar_lib.t5.batches import collate, encode_pairs, epoch_batches, epoch_order
+    from gensar_lib.t5.model import build_model, response_loss
+    from gensar_lib.t5.tokenizer import behaviour_and_identifier_tokens, train_tokenizer
+    from gensar_lib.t5.train import _make_optimizer, _train_step
+    from gensar_lib.rqvae import all_identifiers
+    from gensar_lib.t5.stage import tokenizer_corpus
 
     profile = load_profile("small")
     cfg = profile.train
@@ -160,7 +161,7 @@ def main() -> None:
 def attention_lever(model, start_state, batches, step) -> None:
     """PyTorch's fused attention (SDPA, transformers' default for T5) against the eager matmul-softmax attention:
     the loss of the same batch at the same weights, and examples/s of the now step (alternating blocks)."""
-    from gensar_lib.generative import response_loss
+    from gensar_lib.t5.model import response_loss
 
     losses, speed = {}, {}
     for block in range(2):
