@@ -19,7 +19,7 @@ import pandas as pd
 from gensar_lib.artifacts import atomic_path, write_json
 from gensar_lib.config import REPO_ROOT, ConfigError, Profile, fingerprint
 from gensar_lib.methods import LABELS
-from gensar_lib.tables import summary_frame
+from gensar_lib.tables import summary_frame, verdict
 
 NOTEBOOK = "06_identifier_ablation"
 COMMITTED = REPO_ROOT / "figures" / NOTEBOOK  # the committed multi-seed results notebook 06 loads
@@ -185,7 +185,8 @@ def _cell(mean: float, std: float, best: bool) -> str:
 def results_table(report: dict) -> str:
     """A header line naming the dataset, profile and seeds, then one row per method and baseline present
     (named by ``methods.LABELS``, else by its own name) and a column per protocol, task and metric; each
-    column's best mean is bold (every method that ties it at 3 decimals too); ``-`` where a method has no score."""
+    column's best mean is bold (every method that ties it at 3 decimals too); ``-`` where a method has no score;
+    then how GenSAR stands against the strongest baseline of each task (``tables.verdict``)."""
     frames = {protocol: summary_frame(report["runs"], protocol).set_index(["method", "task", "metric"])
               for protocol in ("full", "sampled")}
     present = list(dict.fromkeys(run["method"] for run in report["runs"]))
@@ -211,6 +212,8 @@ def results_table(report: dict) -> str:
             cells.append(_cell(mean, std, round(mean, 3) == best[protocol, task, metric]))
         n = len({run["seed"] for run in report["runs"] if run["method"] == method})
         lines.append(f"| {LABELS.get(method, method)} | {n} | " + " | ".join(cells) + " |")
+    lines += ["", *(f"- {line.removeprefix('Verdict: ')}" for line in verdict(report["runs"], "full", "HR@10",
+                                                                                identifiers=()))]
     return "\n".join(lines) + "\n"
 
 

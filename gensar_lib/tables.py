@@ -114,14 +114,14 @@ def verdict(runs: list[dict[str, Any]], protocol: str = "full", metric: str = "H
         if len(ranked) >= 2:
             first, second = ranked[:2]
             d = _difference(s.loc[(first, task)], s.loc[(second, task)])
-            lines.append(f"Verdict: on {TASK_NAMES[task]}, {LABELS[first]} identifiers score highest "
-                         f"({s.loc[(first, task), 'mean']:.3f} {metric}, {protocol}), ahead of {LABELS[second]} by "
+            lines.append(f"Verdict: on {TASK_NAMES[task]}, {LABELS.get(first, first)} identifiers score highest "
+                         f"({s.loc[(first, task), 'mean']:.3f} {metric}, {protocol}), ahead of {LABELS.get(second, second)} by "
                          f"{_standing(d['difference'], d['standard_error'], d['beyond_2se'])}.")
     if "gensar" in {r["method"] for r in runs} and any(r["family"] == "baseline" for r in runs):
         for row in baseline_gap(runs, protocol, metric).itertuples():
             word = "beats" if row.difference > 0 else "trails" if row.difference < 0 else "equals"
             lines.append(f"Verdict: on {TASK_NAMES[row.task]}, GenSAR {word} the strongest baseline, "
-                         f"{LABELS[row.best_baseline]}, in {metric} ({protocol}) by "
+                         f"{LABELS.get(row.best_baseline, row.best_baseline)}, in {metric} ({protocol}) by "
                          f"{_standing(row.difference, row.standard_error, row.beyond_2se)}.")
     return lines
 

@@ -45,7 +45,8 @@ def test_a_table_has_a_row_per_method_present_and_marks_each_columns_best():
             _run("sasrec", 0, 0.2, 0.4, "baseline"),  # ties GenSAR's rec mean: both bold
             _run("new-baseline", 0, None, 0.9, "baseline")]  # unknown name, no recommendation score
     table = results.results_table({"dataset": "Toy", "profile": "tiny", "runs": runs})
-    header, blank, columns, rule, *rows = table.splitlines()
+    header, blank, columns, rule, *rest = table.splitlines()
+    rows, verdicts = rest[:rest.index("")], rest[rest.index("") + 1:]
     assert header.startswith("**Toy**, profile `tiny`, seeds 0, 1 ") and blank == ""
     assert columns.count("|") == 11 and "rec. HR@10 full" in columns and "search NDCG@10 sampled" in columns
     assert [row.split(" | ")[0] for row in rows] == ["| GenSAR (shared + specific)", "| SASRec", "| new-baseline"]
@@ -53,6 +54,10 @@ def test_a_table_has_a_row_per_method_present_and_marks_each_columns_best():
     assert gensar[1:4] == ["2", "**0.200 ± 0.141**", "**0.200 ± 0.141**"] and gensar[4] == "0.600 ± 0.141"
     assert sasrec[1:5] == ["1", "**0.200**", "**0.200**", "0.400"]
     assert new[1:6] == ["1", "-", "-", "**0.900**", "**0.900**"] and new[6:8] == ["-", "-"]
+    # then GenSAR against the strongest baseline of each task, in full-ranking HR@10 (one seed: no standard error)
+    assert verdicts[0].startswith("- on recommendation, GenSAR equals the strongest baseline, SASRec")
+    assert verdicts[1].startswith("- on search, GenSAR trails the strongest baseline, new-baseline")
+    assert all("not evidence either way" in line for line in verdicts) and len(verdicts) == 2
 
 
 def test_readme_rewrites_only_the_block_and_needs_both_markers(tmp_path):
