@@ -1,5 +1,5 @@
 # The two commands of README.md; each sets itself up first.
-.PHONY: setup run test
+.PHONY: setup run test book
 
 setup:
 	@bash scripts/setup.sh
@@ -10,6 +10,10 @@ run: setup
 test: setup
 	GENSAR_PROFILE=tiny GENSAR_FIGURES=$(CURDIR)/build/test-figures .venv/bin/python -m pytest tests notebooks --nbval-lax --nbval-current-env \
 	  --nbval-cell-timeout=900 -p no:cacheprovider
+
+# The course book: static HTML in build/book/ from the notebooks as `make run` executed them (nothing runs again).
+book: setup
+	.venv/bin/python scripts/build_book.py --notebooks notebooks/executed --out build/book
 
 # Student copies: notebooks/NN_*.ipynb with exercise answers removed, written to student/ (replaced as a whole).
 .PHONY: student
