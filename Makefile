@@ -1,5 +1,5 @@
 # The two commands of README.md; each sets itself up first.
-.PHONY: setup run test book
+.PHONY: setup run test
 
 setup:
 	@bash scripts/setup.sh
@@ -12,6 +12,7 @@ test: setup
 	  --nbval-cell-timeout=900 -p no:cacheprovider
 
 # The course book: static HTML in build/book/ from the notebooks as `make run` executed them (nothing runs again).
+.PHONY: book
 book: setup
 	.venv/bin/python scripts/build_book.py --notebooks notebooks/executed --out build/book
 
