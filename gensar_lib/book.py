@@ -4,14 +4,17 @@ Nothing is executed here: each notebook page shows the notebook as ``make run`` 
 ``notebooks/executed/``. :func:`stage` lays out a Sphinx source folder that mirrors the repository, so
 that every relative link of a page resolves as it does in the repository:
 
-* ``index.md`` and the other hand-written pages of ``book/`` (whose ``conf.py`` configures Sphinx);
+* ``index.md``, the landing page: README.md's opening and its sections "The two commands" and "First
+  steps", then ``book/index.md`` (what the book is, its contents; ``book/conf.py`` configures Sphinx);
+* ``course.md`` and ``results.md``: README.md's sections "Course map" and "Results" (the committed
+  ablation tables, which ``python -m gensar_lib results --readme`` writes there), so that each text
+  lives in one place;
 * ``notebooks/NN_name.ipynb``: the executed copy of every instructor notebook, without widget
   outputs (a static page cannot run a widget; the widget's state would load scripts from outside);
 * the repository's two documents that pages link to: ``docs/method.md`` and ``data/README.md``;
-* three generated pages: ``course.md`` (README.md's "Course map" section, kept in one place),
-  ``results.md`` (the committed ablation tables, :func:`gensar_lib.ablation.paper_table`) and
-  ``exercises.md`` (every ``### Exercise N.M — title`` heading of the notebooks, linked);
-* every other repository file that a page links to (Sphinx copies it into the book as a download).
+* ``exercises.md``, generated: every ``### Exercise N.M — title`` heading of the notebooks, linked;
+* every other repository file that a page links to, which Sphinx copies into the book as a download
+  (a link to a Markdown file or notebook that is no page, lab/LOG.md for one, becomes a ``path:`` link).
 
 :func:`build` runs Sphinx on that folder with warnings as errors, so a broken link or a missing
 page stops the build, and leaves the HTML in the output folder (``build/book/``).
@@ -22,7 +25,7 @@ wrapper around :func:`main`.
 from __future__ import annotations
 
 import argparse
-import json
+import copy
 import os
 import re
 import shutil
@@ -32,22 +35,40 @@ from pathlib import Path
 
 import nbformat
 
-from gensar_lib.ablation import COMMITTED, from_dict, paper_table
 from gensar_lib.config import REPO_ROOT
 from gensar_lib.student_copies import notebooks_in
 
-BOOK_DIR = REPO_ROOT / "book"  # conf.py and the hand-written pages
+BOOK_DIR = REPO_ROOT / "book"  # conf.py and index.md
+# README.md's sections on the landing page, and the pages that are one README section each
+LANDING_SECTIONS = ("The two commands", "First steps")
+README_PAGES = {"course.md": "Course map", "results.md": "Results"}
 DOCUMENTS = ("docs/method.md", "data/README.md")  # pages of the book at their repository paths
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
 # "### Exercise 1.2 — title": the heading's whole text (student_copies.EXERCISE_HEADING finds the number)
 EXERCISE = re.compile(r"^\s{0,3}#{1,6}\s+(Exercise\s+(\d+)\.(\d+)\b.*?)\s*$", re.MULTILINE)
 TITLE = re.compile(r"^\s{0,3}#\s+(.+?)\s*$", re.MULTILINE)
-LINK = re.compile(r"\]\(([^)#\s]+)(?:#[^)\s]*)?\)")
-TASKS = {"rec": "recommendation", "search": "search"}
+LINK = re.compile(r"\]\(((?![a-z][a-z0-9+.-]*:)[^)#\s]+)(?:#[^)\s]*)?\)")  # a local link (no URL)
 
 
 class BookError(ValueError):
     """Something the book needs is missing (an executed notebook, a README section)."""
+
+
+def _headings(lines: list[str]) -> list[int]:
+    """Indices of the level-1 and level-2 headings among Markdown ``lines`` (not ``#`` lines in code blocks)."""
+    found, fenced = [], False
+    for i, line in enumerate(lines):
+        fenced ^= line.lstrip().startswith("```")
+        if not fenced and re.match(r"#{1,2} ", line):
+            found.append(i)
+    return found
+
+
+def readme_opening(readme: str) -> str:
+    """What README.md says before its first ``##`` section: its title and introduction."""
+    lines = readme.splitlines()
+    end = next((i for i in _headings(lines) if lines[i].startswith("## ")), len(lines))
+    return "\n".join(lines[:end]).strip() + "\n"
 
 
 def readme_section(readme: str, title: str) -> str:
@@ -58,13 +79,14 @@ def readme_section(readme: str, title: str) -> str:
         start = lines.index(f"## {title}") + 1
     except ValueError:
         raise BookError(f"README.md has no section '## {title}'") from None
-    end, fenced = len(lines), False
-    for i in range(start, len(lines)):
-        fenced ^= lines[i].lstrip().startswith("```")
-        if not fenced and re.match(r"#{1,2} ", lines[i]):
-            end = i
-            break
+    end = next((i for i in _headings(lines) if i >= start), len(lines))
     return "\n".join(lines[start:end]).strip() + "\n"
+
+
+def landing_page(readme: str) -> str:
+    """README.md's opening and landing sections, then ``book/index.md``."""
+    parts = [readme_opening(readme)] + [f"## {t}\n\n{readme_section(readme, t)}" for t in LANDING_SECTIONS]
+    return "\n".join(parts + [(BOOK_DIR / "index.md").read_text(encoding="utf-8")])
 
 
 def _markdown(nb: nbformat.NotebookNode) -> str:
@@ -107,45 +129,9 @@ def exercises_page(found: list[dict[str, str]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _markdown_table(frame) -> str:
-    """A pandas frame as a Markdown table (its index first); ``*`` and ``|`` escaped."""
-    def cell(value) -> str:
-        return str(value).replace("|", "\\|").replace("*", "\\*")
-
-    rows = [["method", *map(cell, frame.columns)]]
-    rows += [[cell(index), *map(cell, row)] for index, row in zip(frame.index, frame.itertuples(index=False))]
-    out = ["| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0])]
-    return "\n".join(out + ["| " + " | ".join(r) + " |" for r in rows[1:]]) + "\n"
-
-
-def results_page(paths: list[Path]) -> str:
-    """The committed ablation results (``ablation_*.json`` of notebook 06), one section per file: the
-    paper-style table of each protocol and task."""
-    if not paths:
-        raise BookError(f"no committed ablation results (ablation_*.json) in {COMMITTED}")
-    lines = ["# Results", "",
-             "The identifier ablation of [notebook 06](notebooks/06_identifier_ablation.ipynb) as committed with "
-             "the repository (`figures/06_identifier_ablation/ablation_*.json`), rendered by "
-             "`gensar_lib.ablation.paper_table`: one row per method, each cell the mean ± standard deviation "
-             "over seeds (a method run with one seed shows its single value), `*` marking the best mean of its "
-             "column. The sampled and the full-ranking protocols are those of "
-             "[notebook 05](notebooks/05_t5_training.ipynb); notebook 06 reads these tables.", ""]
-    for path in paths:
-        result = from_dict(json.loads(path.read_text()))
-        seeds = ", ".join(str(s) for s in sorted({r["seed"] for r in result.runs}))
-        lines += [f"## {result.dataset}, profile {result.profile}", "",
-                  f"From `{path.relative_to(REPO_ROOT).as_posix()}`; seeds {seeds}.", ""]
-        for protocol in ("sampled", "full"):
-            table = paper_table(result.runs, protocol)
-            for task, label in TASKS.items():
-                part = table[task]
-                lines += [f"### {label.capitalize()}, {protocol} protocol", "", _markdown_table(part)]
-    return "\n".join(lines)
-
-
 def static_notebook(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
     """The notebook without widget outputs and widget state (a copy)."""
-    nb = nbformat.from_dict(json.loads(json.dumps(nb)))
+    nb = copy.deepcopy(nb)
     nb.metadata.pop("widgets", None)
     for cell in nb.cells:
         if cell.cell_type == "code":
@@ -153,23 +139,46 @@ def static_notebook(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
     return nb
 
 
-def _linked_files(src: Path) -> set[Path]:
-    """The repository files (relative paths) that the staged pages link to and the stage lacks."""
+def _outside_links(text: str, page: Path, src: Path, pages: set[Path]) -> tuple[str, set[Path]]:
+    """``text`` (of the staged ``page``) with its links to repository Markdown files and notebooks that are
+    no page of the book made ``path:`` links (Sphinx copies the file, where it would look for a page), and the
+    repository files (paths relative to the root) that its links name and ``src`` lacks."""
     wanted = set()
-    for page in src.rglob("*"):
+
+    def visit(match: re.Match) -> str:
+        link = match.group(1)
+        rel = Path(os.path.relpath(os.path.normpath(page.parent / link), src))
+        if rel.parts[0] == ".." or src / rel in pages or not (REPO_ROOT / rel).is_file():
+            return match.group(0)
+        if not (src / rel).exists():
+            wanted.add(rel)
+        return match.group(0).replace(f"]({link}", f"](path:{link}", 1) if rel.suffix in (".md", ".ipynb") \
+            else match.group(0)
+
+    return LINK.sub(visit, text), wanted
+
+
+def _link_outside_pages(src: Path) -> None:
+    """Stage every repository file that a staged page links to and that is no page (MyST-NB makes such a link
+    a download); pages are the Markdown files and notebooks of ``src`` when this runs."""
+    pages = {p for p in src.rglob("*") if p.suffix in (".md", ".ipynb")}
+    wanted = set()
+    for page in sorted(pages):
         if page.suffix == ".md":
-            text = page.read_text(encoding="utf-8")
-        elif page.suffix == ".ipynb":
-            text = _markdown(nbformat.read(page, as_version=4))
+            text, found = _outside_links(page.read_text(encoding="utf-8"), page, src, pages)
+            page.write_text(text, encoding="utf-8")
         else:
-            continue
-        for link in LINK.findall(text):
-            if re.match(r"[a-z][a-z0-9+.-]*:", link):  # a URL (https:, mailto:)
-                continue
-            rel = Path(os.path.relpath(os.path.normpath(page.parent / link), src))
-            if rel.parts[0] != ".." and not (src / rel).exists() and (REPO_ROOT / rel).is_file():
-                wanted.add(rel)
-    return wanted
+            nb = nbformat.read(page, as_version=4)
+            found = set()
+            for cell in nb.cells:
+                if cell.cell_type == "markdown":
+                    cell.source, in_cell = _outside_links(cell.source, page, src, pages)
+                    found |= in_cell
+            nbformat.write(nb, page)
+        wanted |= found
+    for rel in sorted(wanted):
+        (src / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(REPO_ROOT / rel, src / rel)
 
 
 def stage(notebooks_dir: str | Path, src: str | Path) -> list[str]:
@@ -182,8 +191,6 @@ def stage(notebooks_dir: str | Path, src: str | Path) -> list[str]:
     if src.exists():
         shutil.rmtree(src)
     (src / "notebooks").mkdir(parents=True)
-    for page in sorted(BOOK_DIR.glob("*.md")):
-        shutil.copy2(page, src / page.name)
     for document in DOCUMENTS:
         (src / document).parent.mkdir(exist_ok=True)
         shutil.copy2(REPO_ROOT / document, src / document)
@@ -192,12 +199,11 @@ def stage(notebooks_dir: str | Path, src: str | Path) -> list[str]:
         notebooks[name] = static_notebook(nbformat.read(notebooks_dir / name, as_version=4))
         nbformat.write(notebooks[name], src / "notebooks" / name)
     readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
-    (src / "course.md").write_text("# Course map\n\n" + readme_section(readme, "Course map"), encoding="utf-8")
+    (src / "index.md").write_text(landing_page(readme), encoding="utf-8")
+    for page, title in README_PAGES.items():
+        (src / page).write_text(f"# {title}\n\n{readme_section(readme, title)}", encoding="utf-8")
     (src / "exercises.md").write_text(exercises_page(exercises(notebooks)), encoding="utf-8")
-    (src / "results.md").write_text(results_page(sorted(COMMITTED.glob("ablation_*.json"))), encoding="utf-8")
-    for rel in sorted(_linked_files(src)):
-        (src / rel).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(REPO_ROOT / rel, src / rel)
+    _link_outside_pages(src)
     return names
 
 

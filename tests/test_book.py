@@ -24,6 +24,7 @@ import pytest
 
 from gensar_lib import book
 from gensar_lib.config import REPO_ROOT
+from gensar_lib.results import results_files
 from gensar_lib.student_copies import notebooks_in
 
 NOTEBOOKS = REPO_ROOT / "notebooks"
@@ -90,8 +91,16 @@ def test_readme_section_is_the_text_up_to_the_next_section():
         book.readme_section(readme, "Missing")
 
 
-def test_the_course_map_is_readme_s():
-    assert book.readme_section((REPO_ROOT / "README.md").read_text(), "Course map").strip()
+def test_readme_opening_is_the_title_and_introduction():
+    readme = "# T\n\nintro\n\n```bash\n## a comment, no heading\n```\n\n## First\n\nbody\n"
+    assert book.readme_opening(readme) == "# T\n\nintro\n\n```bash\n## a comment, no heading\n```\n"
+
+
+def test_the_readme_has_the_sections_the_book_takes():
+    readme = (REPO_ROOT / "README.md").read_text()
+    for title in (*book.LANDING_SECTIONS, *book.README_PAGES.values()):
+        assert book.readme_section(readme, title).strip(), title
+    assert book.landing_page(readme).startswith("# ")
 
 
 def test_exercises_are_found_in_order_with_their_anchors():
@@ -108,6 +117,17 @@ def test_exercises_are_found_in_order_with_their_anchors():
     page = book.exercises_page(found)
     assert "## 07 · A title" in page
     assert "- [Exercise 7.2 — NDCG@k from ranks](notebooks/07_x.ipynb#exercise-72--ndcgk-from-ranks)" in page
+
+
+def test_links_to_repository_files_that_are_no_page_become_downloads(tmp_path):
+    src = tmp_path / "src"
+    page, staged = src / "docs" / "page.md", src / "course.md"
+    text = ("[a](../course.md) [b](../README.md#x) [c](../gensar_lib/config.py) [d](https://x.org/a.md) "
+            "[e](../missing.md)")
+    out, wanted = book._outside_links(text, page, src, {page, staged})
+    assert out == ("[a](../course.md) [b](path:../README.md#x) [c](../gensar_lib/config.py) "
+                   "[d](https://x.org/a.md) [e](../missing.md)")  # a missing file stays a link Sphinx warns about
+    assert wanted == {Path("README.md"), Path("gensar_lib/config.py")}
 
 
 def test_a_missing_executed_notebook_stops_the_stage(tmp_path):
@@ -159,7 +179,7 @@ def stand_in_book(tmp_path_factory) -> Path:
 
 
 def test_the_book_has_every_page(stand_in_book):
-    for name in ("index", "course", "docs/method", "results", "exercises",
+    for name in ("index", "course", "docs/method", "data/README", "results", "exercises",
                  *(f"notebooks/{p.stem}" for p in notebooks_in(NOTEBOOKS))):
         assert (stand_in_book / f"{name}.html").is_file(), f"no page {name}"
 
@@ -186,9 +206,7 @@ def test_the_exercises_page_links_every_exercise(stand_in_book):
 
 def test_the_results_page_shows_the_committed_tables(stand_in_book):
     html = (stand_in_book / "results.html").read_text()
-    committed = sorted(book.COMMITTED.glob("ablation_*.json"))
-    assert committed
-    assert html.count("<table") == 4 * len(committed)  # two protocols x two tasks
+    assert html.count("<table") == len(results_files())  # README's results block: one table per file
     assert "GenSAR (shared + specific)" in html
 
 
