@@ -55,7 +55,7 @@ def _parse(path: Path) -> _Refs:
 
 def broken_references(root: Path) -> list[str]:
     """Every internal ``href``/``src`` of the HTML under ``root`` that names no file of the build (or no
-    ``id`` of the page it names), and every ``src`` loaded from outside."""
+    ``id`` of the page it names), and every ``src`` or ``<link href>`` (styles, scripts) loaded from outside."""
     # the pages; the theme also copies the templates of its macros into _static/, which are no pages
     pages = {p.resolve(): _parse(p) for p in root.rglob("*.html") if "_static" not in p.relative_to(root).parts}
     broken = []
@@ -63,7 +63,7 @@ def broken_references(root: Path) -> list[str]:
         for tag, attr, value in refs.refs:
             where = f"{page.relative_to(root.resolve())}: <{tag} {attr}={value!r}>"
             if SCHEME.match(value):
-                if attr == "src" and not value.startswith("data:"):
+                if (attr == "src" or tag == "link") and not value.startswith("data:"):
                     broken.append(f"{where} loads from outside the book")
                 continue
             parts = urlsplit(value)
