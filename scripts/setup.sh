@@ -13,7 +13,7 @@ echo "Setting up $VENV (first run: a few minutes)..."
 "$VENV/bin/python" -m pip install --quiet --upgrade pip
 # torch first and pinned: a bare 'torch' lets pip fetch a multi-GB CUDA build.
 "$VENV/bin/python" -m pip install --quiet "torch==2.13.0"
-"$VENV/bin/python" -m pip install --quiet -e ".[test]"
+"$VENV/bin/python" -m pip install --quiet -e ".[test,book]"
 "$VENV/bin/python" -m ipykernel install --sys-prefix --name gensar --display-name "Python (gensar)" >/dev/null
 touch "$STAMP"
 echo "Setup done: $VENV"
