@@ -12,12 +12,11 @@ from gensar_lib.baselines import (
     baseline_scores,
     evaluate_baseline,
     evaluate_baselines,
-    fusion,
     neural,
     popularity_scores,
     query_popularity_scores,
 )
-from gensar_lib.baselines.fusion import fuse, zscore
+from gensar_lib.baselines.fusion import WEIGHTS, choose_weights, fuse, zscore
 from gensar_lib.baselines.neural import cached_learned
 from gensar_lib.config import load_profile
 from gensar_lib.data.schema import Event
@@ -228,7 +227,7 @@ def test_fusion_weights_are_chosen_on_validation_cases_only(tiny_prepared, sessi
         return score
 
     first, second = spy(SCORERS["bm25"]), spy(SCORERS["sasrec"])
-    chosen = fusion.choose_weights(first, second, tiny_prepared, TINY, session_cache)
+    chosen = choose_weights(first, second, tiny_prepared, TINY, session_cache)
     valid = set(tiny_prepared.split.valid)
     assert seen and all(c in valid for c in seen)  # no test case is looked at
     cases, candidates = held_out(tiny_prepared, TINY, "valid")
@@ -237,7 +236,7 @@ def test_fusion_weights_are_chosen_on_validation_cases_only(tiny_prepared, sessi
         part = [cases[i] for i in rows]
         a, b = SCORERS["bm25"](tiny_prepared, TINY, part, session_cache), SCORERS["sasrec"](
             tiny_prepared, TINY, part, session_cache)
-        quality = {w: selection_score(fusion.fuse(a, b, w), part, candidates[rows]) for w in fusion.WEIGHTS}
+        quality = {w: selection_score(fuse(a, b, w), part, candidates[rows]) for w in WEIGHTS}
         assert quality[chosen[task]] == max(quality.values())
         assert chosen[task] == min(w for w, q in quality.items() if q == max(quality.values()))
 

@@ -32,7 +32,7 @@ def test_unusable_cuda_names_the_setting_and_value(value):
 @pytest.mark.parametrize("value", ["gpu", "cuda:x", "CPU", ""])
 def test_malformed_setting_is_refused_by_the_profile(monkeypatch, value):
     monkeypatch.delenv("GENSAR_DEVICE", raising=False)
-    with pytest.raises(ConfigError, match=f"device = '{value}' .* is not a device setting"):
+    with pytest.raises(ConfigError, match=f"device = '{value}' .*(is not a device setting|allowed: a non-empty text)"):
         load_profile("tiny", device=value)
     monkeypatch.setenv("GENSAR_DEVICE", value or "cuda:")
     with pytest.raises(ConfigError, match="is not a device setting"):

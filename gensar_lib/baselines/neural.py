@@ -47,7 +47,7 @@ from gensar_lib.data.pipeline import PreparedData
 from gensar_lib.data.queries import query_key, text_terms
 from gensar_lib.data.schema import TASKS
 from gensar_lib.data.splits import Case
-from gensar_lib.embeddings import cached_semantic_embeddings
+from gensar_lib.embeddings import cached_semantic_embeddings, torch_threads
 from gensar_lib.evaluation import held_out, selection_score
 from gensar_lib.stages import STAGES
 
@@ -218,7 +218,7 @@ def train_learned(name: str, prepared: PreparedData, profile: Profile, items: np
     train = [c for c in prepared.split.train if c.task in variant.tasks]
     valid, candidates = held_out(prepared, profile, "valid")
     start = time.perf_counter()
-    with torch.random.fork_rng(devices=[]):
+    with torch.random.fork_rng(devices=[]), torch_threads(1):  # one thread: the same seed gives the same model
         torch.manual_seed(profile.seed)
         model = SearchRecTransformer(items, queries, variant, cfg)
         optim = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
