@@ -289,13 +289,13 @@ def test_ablation_extend_trains_only_the_missing_runs_and_saves_after_each(tiny_
     assert main(base + ["--methods", "random,semantic", "--out", str(tmp_path / "b")]) == 0
     second = json.loads(results.read_text())
     assert calls == [("semantic", 0)]  # random seed 0 and the baselines came from the file
-    assert sorted(r["method"] for r in second["runs"]) == ["bm25", "dense", "popularity", "random", "sasrec",
-                                                           "semantic"]
+    assert sorted(r["method"] for r in second["runs"]) == sorted(["random", "semantic", *BASELINES])
     random_runs = [[r for r in report["runs"] if r["method"] == "random"] for report in (first, second)]
     assert random_runs[0] == random_runs[1]
     assert second["hparams"] == first["hparams"]
     assert second["provenance"]["earlier"][0]["date"] == first["provenance"]["date"]
-    assert saved == [6, 6]  # after the semantic run (an interrupted command keeps it), and at the end
+    # random, semantic and every baseline: after the semantic run (an interrupted command keeps it), and at the end
+    assert saved == [2 + len(BASELINES)] * 2
     other = base + ["--set", "train.lr=1e-4", "--methods", "random", "--out", str(tmp_path / "c")]
     assert main(other) == 2  # another recipe's results: refused before any work
     assert "field 'profile_key'" in capsys.readouterr().err and not (tmp_path / "c").exists()
