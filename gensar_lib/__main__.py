@@ -108,10 +108,12 @@ def provenance(argv: list[str]) -> dict:
     import torch
 
     from gensar_lib.artifacts import code_fingerprint
+    from gensar_lib.devices import machine_kind
 
     return {"command": "python -m gensar_lib " + " ".join(argv),
             "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M %Z"),
             "machine": f"{platform.machine()} {os.cpu_count()} CPUs, {platform.platform()}",
+            "cpu": machine_kind()["cpu"],
             "torch_threads": torch.get_num_threads(), "load_average": os.getloadavg(),
             "code": code_fingerprint(Path(__file__).parent)}
 

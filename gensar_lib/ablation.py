@@ -34,7 +34,7 @@ from dataclasses import replace
 from typing import Any, Callable
 
 # besides what runs here, what notebook 06 reads as ablation.<name> (the module docstring's last paragraph)
-from gensar_lib.ablation_run import check_methods, run_method, run_profile
+from gensar_lib.ablation_run import check_methods, run_method, run_profile, variant_identifiers
 from gensar_lib.artifacts import ArtifactCache
 from gensar_lib.config import ConfigError, Profile, fingerprint
 from gensar_lib.data.pipeline import PreparedData
@@ -46,7 +46,7 @@ from gensar_lib.results import (AblationResult, combine, committed_path, downstr
 from gensar_lib.rqvae import all_identifiers, identifier_model, identifiers, item_embeddings
 from gensar_lib.structure import identifier_structure
 from gensar_lib.tables import (baseline_gap, collision_frame, differences, paper_table, pareto_front, reproduction,
-                               sources_frame, summary_frame, verdict)
+                               reproduction_lines, sources_frame, summary_frame, verdict)
 
 
 def run_baselines(prepared: PreparedData, profile: Profile, seed: int, cache: ArtifactCache | None = None,
@@ -54,12 +54,14 @@ def run_baselines(prepared: PreparedData, profile: Profile, seed: int, cache: Ar
     """The baselines ``names`` (default: all of :mod:`gensar_lib.baselines`) on the same test cases, for
     one seed, each with what validation chose for it (``baselines.baseline_details``)."""
     from gensar_lib.baselines import BASELINES, baseline_details, evaluate_baseline
+    from gensar_lib.devices import machine_kind
 
     cases, candidates = held_out(prepared, profile)
     prof = replace(profile, seed=seed)
     return [{"method": name, "family": "baseline", "seed": seed,
              "metrics": evaluate_baseline(name, prepared, prof, cases, candidates, cache),
-             **({"chosen": chosen} if (chosen := baseline_details(name, prepared, prof, cache)) else {})}
+             **({"chosen": chosen} if (chosen := baseline_details(name, prepared, prof, cache)) else {}),
+             **machine_kind()}
             for name in (BASELINES if names is None else names)]
 
 
@@ -86,6 +88,37 @@ def hparam_grid(prepared: PreparedData, profile: Profile, cache: ArtifactCache |
                              "after": handling[name]["after"],
                              "shared_prefix_collision": res.stats["collision_rate"]["shared_prefix"]})
     return rows
+
+
+def fig5_origin(runs: list[dict[str, Any]], prepared: PreparedData, profile: Profile,
+                cache: ArtifactCache | None = None) -> list[str]:
+    """Notebook 06, section 8: where Fig. 5's GenSAR rates come from, against this machine's GenSAR identifiers
+    of the profile's seed (notebook 03's table), and why the two can differ."""
+    from gensar_lib.devices import machine_kind
+
+    first = next(r for r in runs if r["method"] == "gensar")
+    here = {row["identifier"]: row["before"] for row in
+            variant_identifiers("gensar", prepared, profile, cache).collisions}
+    loaded = first.get("source", "trained now") != "trained now"
+    kind = machine_kind()
+    reasons = [why for why, differs in (
+        ("another seed", first["seed"] != profile.seed),
+        ("another kind of CPU", loaded and first.get("cpu") != kind["cpu"]),
+        ("another torch thread count", loaded and first.get("torch_threads") != kind["torch_threads"])) if differs]
+    lines = [f"Fig. 5's GenSAR bars come from seed {first['seed']}, "
+             f"{'loaded from the committed runs' if loaded else 'trained now on this machine'}."]
+    for row in first["collisions"]:
+        shown, mine = row["before"], here[row["identifier"]]
+        line = (f"GenSAR {row['identifier']} IDs before handling: {shown:.2%} in Fig. 5, {mine:.2%} for this "
+                f"machine's identifiers of seed {profile.seed} (notebook 03)")
+        if shown == mine:
+            lines.append(line + ": the same.")
+        elif reasons:
+            lines.append(line + f": the RQ-VAE of Fig. 5 ran with {', '.join(reasons)}, so its floats, codes and "
+                         "collisions differ.")
+        else:
+            lines.append(line + ": same seed, kind of CPU and thread count, so the code changed since Fig. 5's run.")
+    return lines
 
 
 def run_ablation(prepared: PreparedData, profile: Profile, seeds: int = 1, methods: tuple[str, ...] | None = None,

@@ -13,7 +13,7 @@ import numpy as np
 from gensar_lib.artifacts import ArtifactCache
 from gensar_lib.config import ConfigError, Profile, fingerprint
 from gensar_lib.data.pipeline import PreparedData
-from gensar_lib.devices import processes
+from gensar_lib.devices import machine_kind, processes
 from gensar_lib.evaluation import evaluate_generative, held_out
 from gensar_lib.identifiers import ItemIdentifiers, collision_rate, make_token, single_vocabulary, to_json
 from gensar_lib.instructions import TaskMix
@@ -133,7 +133,7 @@ def run_method(method: str, prepared: PreparedData, profile: Profile, seed: int,
         metrics = evaluate_generative(gen, cases, candidates, prof)
         return {"metrics": metrics, "best_epoch": max((h["epoch"] for h in gen.history if h["best"]), default=None),
                 "train_seconds": sum(h["seconds"] for h in gen.history),
-                "total_seconds": time.perf_counter() - start}
+                "total_seconds": time.perf_counter() - start, **machine_kind()}
 
     stage = STAGES["ablation_run"]
     config, inputs = {"method": method, **stage.config(prof)}, [prepared.key, fingerprint(to_json(variant.ids)),

@@ -841,27 +841,25 @@ EXPECTED_COLLISION_CASES: list[tuple[int, int]] = [(1, 10), (2, 2), (5, 1), (100
                                                    (2420, 256 ** 2), (50, 7)]
 
 
-def _expected_collision_reference(n_items: int, n_ids: int) -> float:
-    return 1.0 - (1.0 - 1.0 / n_ids) ** (n_items - 1)
-
-
 def check_expected_collision_rate(fn: Callable) -> bool:
     """Exercise 6.2: ``fn(n_items, n_ids)`` -> expected share of items whose ID another item also draws."""
 
     def body(student):
+        from gensar_lib.codestats import chance_collision_rate, chance_shared_share
+
         def birthday(c):
             n, m = c
             return 1.0 - math.prod((m - i) / m for i in range(min(n, m + 1)))
 
         _numeric(
-            student, EXPECTED_COLLISION_CASES, lambda s, c: s(*c), lambda c: _expected_collision_reference(*c),
+            student, EXPECTED_COLLISION_CASES, lambda s, c: s(*c), lambda c: chance_shared_share(*c),
             variants=[
                 ("that is the chance that any two items collide; the question is the share of items whose own "
                  "ID another item also draws", birthday),
                 ("an item shares its ID with one of the other items: it cannot collide with itself",
                  lambda c: 1.0 - (1.0 - 1.0 / c[1]) ** c[0]),
                 ("that is the expected (N - distinct IDs) / N; here every item of a shared ID counts",
-                 lambda c: 1.0 - c[1] * (1.0 - (1.0 - 1.0 / c[1]) ** c[0]) / c[0]),
+                 lambda c: chance_collision_rate(*c)),
                 ("chances do not add up over the other items: work with the chance that none of them draws the "
                  "item's ID", lambda c: (c[0] - 1) / c[1]),
                 ("chances do not add up over the other items: work with the chance that none of them draws the "

@@ -6,6 +6,8 @@ datasets, so both :mod:`gensar_lib.quantize` (per-epoch diagnostics and the chec
 
 * :func:`collision_rate`, :func:`code_usage`, :func:`code_entropy` -- how unique the identifiers
   are and how evenly a level uses its codebook;
+* :func:`chance_collision_rate`, :func:`chance_shared_share` -- the same for identifiers drawn uniformly
+  at random (notebook 06, exercise 6.2);
 * :func:`purity`, :func:`structure_measures` -- what a level's codes carry of known labels (AMI and
   NMI from scikit-learn; AMI is 0 in expectation for random codes, NMI is not);
 * :func:`pair_agreement` -- of the item pairs that share a code (or a prefix), the share that also
@@ -14,6 +16,7 @@ datasets, so both :mod:`gensar_lib.quantize` (per-epoch diagnostics and the chec
 """
 from __future__ import annotations
 
+import math
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -51,6 +54,23 @@ def collision_rate(codes) -> float:
     inverse, distinct = group_ids(codes)
     n = len(inverse)
     return (n - distinct) / n if n else 0.0
+
+
+def _none_other_draws(n_others: int, n_ids: int) -> float:
+    """(1 - 1/n_ids) ** n_others, accurate when n_ids is large."""
+    return float(n_others == 0) if n_ids == 1 else math.exp(n_others * math.log1p(-1.0 / n_ids))
+
+
+def chance_collision_rate(n_items: int, n_ids: int) -> float:
+    """Expected :func:`collision_rate` when each of ``n_items`` items draws one of ``n_ids`` identifiers
+    uniformly: 1 - E[distinct] / N, with E[distinct] = n_ids (1 - (1 - 1/n_ids)^N) (notebook 06)."""
+    return 1.0 - n_ids * (1.0 - _none_other_draws(n_items, n_ids)) / n_items
+
+
+def chance_shared_share(n_items: int, n_ids: int) -> float:
+    """Expected share of items whose identifier another item also draws, under uniform draws:
+    1 - (1 - 1/n_ids)^(N - 1) (notebook 06, exercise 6.2)."""
+    return 1.0 - _none_other_draws(n_items - 1, n_ids)
 
 
 def code_usage(codes, codebook_size: int) -> np.ndarray:

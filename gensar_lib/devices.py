@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import platform
 import re
 from typing import TYPE_CHECKING
 
@@ -96,3 +97,16 @@ def accelerator(device: torch.device) -> Accelerator | None:
     from accelerate import Accelerator
 
     return Accelerator(cpu=device.type == "cpu", mixed_precision="bf16" if device.type == "cuda" else "no")
+
+
+def machine_kind() -> dict[str, str | int]:
+    """The kind of CPU (vendor and family, e.g. "AMD EPYC", from ``/proc/cpuinfo`` where there is one) and
+    torch's thread count: a seed gives the same model only where both are the same (notebook 06, section 2)."""
+    name = ""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            name = next((line.split(":", 1)[1] for line in f if line.startswith("model name")), "")
+    except OSError:
+        pass
+    words = re.sub(r"\((R|TM|tm|r)\)|\bCPU\b|\bProcessor\b|@.*", " ", name or platform.processor()).split()
+    return {"cpu": " ".join(words[:2]) or platform.machine(), "torch_threads": torch.get_num_threads()}

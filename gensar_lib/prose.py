@@ -35,7 +35,8 @@ def compare(subject: str, value: float, other: str, other_value: float, *, verb:
         word = level
     else:
         word = more if value > other_value else less
-    return f"{subject} {verb} {word} {other} ({_fmt(value, digits)} against {_fmt(other_value, digits)})."
+    words = " ".join(w for w in (subject, verb, word, other) if w)
+    return f"{words} ({_fmt(value, digits)} against {_fmt(other_value, digits)})."
 
 
 def holds(statement: str, condition: bool, *, because: str = "") -> str:

@@ -106,13 +106,13 @@ def extend(earlier: AblationResult | None, now: AblationResult) -> AblationResul
 
 def combine(now: AblationResult, committed: AblationResult | None) -> AblationResult:
     """The runs made now, and the committed runs of every other (method, seed); each run names its
-    ``source``. The hyper-parameter grid and structure are today's when computed, else the committed ones."""
+    ``source`` (trained now, or loaded). The hyper-parameter grid and structure are today's when computed,
+    else the committed ones."""
     fresh = {(r["method"], r["seed"]) for r in now.runs}
     runs = [{**r, "source": "trained now"} for r in now.runs]
     if committed is None:
         return replace(now, runs=runs)
-    date = committed.provenance.get("date", "undated")
-    runs += [{**r, "source": f"loaded ({r.get('made', date)})"} for r in committed.runs
+    runs += [{**r, "source": "loaded"} for r in committed.runs
              if (r["method"], r["seed"]) not in fresh]
     return replace(now, runs=runs, hparams=now.hparams or committed.hparams,
                    structure=now.structure or committed.structure)

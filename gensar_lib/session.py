@@ -2,10 +2,13 @@
 
 It sets the plotting style, loads the profile, prepares (or reads from the cache) the dataset with its
 split and candidate lists, and prints what was loaded. The returned :class:`Session` also records the
-notebook's claims and saves its figures under the notebook's name.
+notebook's claims and saves its figures under the notebook's name, and records every warning printed
+after it (``warnings_printed``), which a test requires to be none.
 """
 from __future__ import annotations
 
+import logging
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,7 +44,45 @@ def start(notebook: str, profile: str, dataset: str) -> Session:
     plots.use_style()
     loaded = load_profile(profile)
     session = Session(notebook, loaded, prepare_data(dataset, loaded))
+    _record_warnings(session)
     ds = session.data.dataset
     print(f"profile={session.profile.name} dataset={ds.name} ({ds.source}): {ds.n_items} items, "
           f"{ds.n_users} users, {len(session.data.split.train)} training cases")
     return session
+
+
+_SHOWN = {"showwarning": warnings.showwarning}  # Python's own, wrapped once per process
+
+
+class _Printed(logging.Handler):
+    """Keeps the text of every warning shown (``warnings`` or a log record of level WARNING and above)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.texts: list[str] = []
+        self.session: Session | None = None
+
+    def add(self, text: str) -> None:
+        self.texts.append(text)
+        if self.session is not None:
+            self.session.record(warnings_printed=self.texts)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.add(f"{record.levelname} {record.name}: {record.getMessage()}")
+
+
+_PRINTED = _Printed()
+
+
+def _record_warnings(session: Session) -> None:
+    """From now on, record in ``session``'s claims every warning the kernel prints (none yet)."""
+    _PRINTED.texts, _PRINTED.session = [], session
+    session.record(warnings_printed=[])
+    if _PRINTED not in logging.getLogger().handlers:
+        logging.getLogger().addHandler(_PRINTED)
+
+        def show(message, category, filename, lineno, file=None, line=None):
+            _PRINTED.add(f"{category.__name__}: {message} ({filename}:{lineno})")
+            _SHOWN["showwarning"](message, category, filename, lineno, file, line)
+
+        warnings.showwarning = show

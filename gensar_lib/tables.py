@@ -145,12 +145,48 @@ def sources_frame(runs: list[dict[str, Any]]) -> pd.DataFrame:
 
 
 def reproduction(now: AblationResult, committed: AblationResult) -> pd.DataFrame:
-    """For each (method, seed) in both: the largest absolute difference of any metric (0: reproduced)."""
+    """For each (method, seed) in both: the largest absolute difference of any metric (0: reproduced), whether
+    the two were made on the same kind of CPU with the same torch thread count (None: not recorded), and the
+    committed seeds' spread (the largest standard deviation over the metrics; NaN with one seed)."""
     def values(run: dict[str, Any]) -> pd.Series:
         return long_frame([run]).set_index(["task", "protocol", "metric"])["value"]
 
-    old = {(r["method"], r["seed"]): values(r) for r in committed.runs}
-    rows = [{"method": r["method"], "seed": r["seed"],
-             "max_abs_difference": float((values(r) - old[(r["method"], r["seed"])]).abs().max())}
-            for r in now.runs if (r["method"], r["seed"]) in old]
-    return pd.DataFrame(rows, columns=["method", "seed", "max_abs_difference"])
+    old = {(r["method"], r["seed"]): r for r in committed.runs}
+    spread = long_frame(committed.runs).groupby(["method", "task", "protocol", "metric"])["value"].std()
+    rows = []
+    for r in now.runs:
+        if (r["method"], r["seed"]) not in old:
+            continue
+        before = old[(r["method"], r["seed"])]
+        known = all(k in before and k in r for k in ("cpu", "torch_threads"))
+        rows.append({"method": r["method"], "seed": r["seed"],
+                     "max_abs_difference": float((values(r) - values(before)).abs().max()),
+                     "same_cpu": before["cpu"] == r["cpu"] if known else None,
+                     "same_threads": before["torch_threads"] == r["torch_threads"] if known else None,
+                     "seed_sd": float(spread.loc[r["method"]].max())})
+    return pd.DataFrame(rows, columns=["method", "seed", "max_abs_difference", "same_cpu", "same_threads", "seed_sd"])
+
+
+def reproduction_lines(table: pd.DataFrame) -> list[str]:
+    """One sentence per row of :func:`reproduction`: reproduced or not, why, and how far apart next to the
+    committed seeds' spread (notebook 06, section 2). Names no date, path or machine."""
+    lines = []
+    for row in table.itertuples():
+        who = f"{LABELS.get(row.method, row.method)}, seed {row.seed}"
+        if row.same_cpu is None:
+            machine = "the committed run does not record its kind of CPU and thread count"
+        else:
+            machine = ("this machine is " + ("the same kind of CPU" if row.same_cpu else "another kind of CPU")
+                       + (" with the same" if row.same_threads else " with another") + " torch thread count")
+        if row.max_abs_difference == 0:
+            lines.append(f"{who}: reproduced exactly ({machine}).")
+            continue
+        size = f"the metrics differ by up to {row.max_abs_difference:.3f}"
+        if np.isfinite(row.seed_sd):
+            size += (f", {'within' if row.max_abs_difference <= row.seed_sd else 'beyond'} the committed seeds' "
+                     f"spread (SD up to {row.seed_sd:.3f})")
+        why = ("so the code or the library versions differ from the committed run's"
+               if row.same_cpu and row.same_threads else "and a seed gives the same model only on the same kind "
+               "of CPU with the same thread count")
+        lines.append(f"{who}: not reproduced; {machine}, {why}; {size}.")
+    return lines

@@ -58,6 +58,15 @@ def office_prepared(office_dir, session_cache):
     return prepare_data(str(office_dir), load_profile("tiny"), session_cache)
 
 
+@pytest.fixture
+def claims_root(request) -> Path:
+    """Where the notebooks recorded their claims: ``--claims-from`` or this session's figures folder."""
+    from gensar_lib.plots import figures_dir
+
+    chosen = request.config.getoption("--claims-from")
+    return Path(chosen) if chosen else figures_dir()
+
+
 def pytest_addoption(parser):
     parser.addoption("--claims-from", default=None,
                      help="check the notebook claims recorded under this figures folder (test_notebook_claims.py)")

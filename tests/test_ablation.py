@@ -6,8 +6,9 @@ from itertools import product
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
+import torch
 
-from gensar_lib import ablation, ablation_run, artifacts, plots, results
+from gensar_lib import ablation, ablation_run, artifacts, devices, plots, results
 from gensar_lib.baselines import BASELINES
 from gensar_lib.__main__ import main
 from gensar_lib.config import ConfigError, fingerprint, load_profile
@@ -174,17 +175,45 @@ def test_combine_keeps_todays_runs_and_loads_the_rest():
     now = _result([_run("gensar", 0, 0.2, 0.45)])
     both = ablation.combine(now, committed)
     assert [(r["method"], r["seed"], r["source"]) for r in both.runs] == [
-        ("gensar", 0, "trained now"), ("gensar", 1, "loaded (2026-12-01 18:00 UTC)"),
-        ("semantic", 0, "loaded (2026-12-01 18:00 UTC)")]
+        ("gensar", 0, "trained now"), ("gensar", 1, "loaded"), ("semantic", 0, "loaded")]  # no dates shown
     assert both.hparams == committed.hparams
     sources = ablation.sources_frame(both.runs)
-    assert sources.values.tolist() == [["gensar", "trained now", "0"],
-                                       ["gensar", "loaded (2026-12-01 18:00 UTC)", "1"],
-                                       ["semantic", "loaded (2026-12-01 18:00 UTC)", "0"]]
+    assert sources.values.tolist() == [["gensar", "trained now", "0"], ["gensar", "loaded", "1"],
+                                       ["semantic", "loaded", "0"]]
     rep = ablation.reproduction(now, committed)
-    assert rep.values.tolist() == [["gensar", 0, pytest.approx(0.05)]]  # search sampled 0.45 vs 0.40
+    # search sampled 0.45 vs 0.40; neither run records its machine; the committed seeds' SD: 0.0707 (0.4 vs 0.5)
+    assert rep.values.tolist() == [["gensar", 0, pytest.approx(0.05), None, None, pytest.approx(0.0707, abs=1e-4)]]
     alone = ablation.combine(now, None)
     assert [r["source"] for r in alone.runs] == ["trained now"]
+
+
+def test_reproduction_lines_say_why_in_either_direction():
+    amd, intel = {"cpu": "AMD EPYC", "torch_threads": 1}, {"cpu": "Intel Xeon", "torch_threads": 1}
+    committed = _result([{**_run("gensar", 0, 0.2, 0.4), **amd}, {**_run("gensar", 1, 0.21, 0.4), **amd},
+                         {**_run("semantic", 0, 0.1, 0.5), **amd}])
+    same = ablation.reproduction(_result([{**_run("gensar", 0, 0.2, 0.4), **amd}]), committed)
+    assert ablation.reproduction_lines(same) == [
+        "GenSAR (shared + specific), seed 0: reproduced exactly (this machine is the same kind of CPU with the same torch thread count)."]
+    other = ablation.reproduction(_result([{**_run("gensar", 0, 0.3, 0.4), **intel},
+                                           {**_run("semantic", 0, 0.1, 0.5), **amd, "torch_threads": 2}]),
+                                  committed)
+    assert other[["same_cpu", "same_threads"]].values.tolist() == [[False, True], [True, False]]
+    gensar, semantic = ablation.reproduction_lines(other)
+    assert gensar.startswith("GenSAR (shared + specific), seed 0: not reproduced; this machine is another kind of CPU with the same "
+                             "torch thread count, and a seed gives the same model only on the same kind of CPU")
+    assert gensar.endswith("differ by up to 0.100, beyond the committed seeds' spread (SD up to 0.007).")
+    assert "reproduced exactly" in semantic and "another torch thread count" in semantic
+    drift = ablation.reproduction(_result([{**_run("gensar", 1, 0.2105, 0.4), **amd}]), committed)
+    (line,) = ablation.reproduction_lines(drift)
+    assert "the code or the library versions differ" in line and "within the committed seeds' spread" in line
+    for text in (gensar, semantic, line):
+        assert "UTC" not in text and "2026" not in text and "/" not in text
+
+
+def test_machine_kind_names_vendor_and_family():
+    kind = devices.machine_kind()
+    assert set(kind) == {"cpu", "torch_threads"} and kind["torch_threads"] == torch.get_num_threads()
+    assert kind["cpu"] and "(R)" not in kind["cpu"] and len(kind["cpu"].split()) <= 2
 
 
 def test_variant_identifiers(tiny_prepared, session_cache):

@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pytest
 
+from gensar_lib import codestats
 from gensar_lib.codestats import (
     next_item_prefix_match,
     pair_agreement,
@@ -89,3 +90,27 @@ def test_next_item_prefix_match_by_hand():
     prefixes = np.array([[0, 1], [0, 1], [1, 1], [2, 0]])
     out = next_item_prefix_match(prefixes, targets=[0, 2], previous=[1, 3])
     assert out == pytest.approx({"cases": 2, "share": 0.5, "chance": 0.5**2 + 0.25**2 + 0.25**2})
+
+
+@pytest.mark.parametrize("n_items, n_ids", [(2, 3), (20, 50), (200, 64)])
+def test_chance_rates_match_a_simulation(n_items, n_ids):
+    rng = np.random.default_rng(0)
+    draws = rng.integers(0, n_ids, size=(4000, n_items))
+    rates, shares = [], []
+    for row in draws:
+        _, counts = np.unique(row, return_counts=True)
+        rates.append(codestats.collision_rate(row[:, None]))
+        shares.append(counts[counts > 1].sum() / n_items)
+    assert codestats.chance_collision_rate(n_items, n_ids) == pytest.approx(np.mean(rates), abs=0.01)
+    assert codestats.chance_shared_share(n_items, n_ids) == pytest.approx(np.mean(shares), abs=0.01)
+
+
+def test_chance_rates_edges_and_large_id_spaces():
+    assert codestats.chance_collision_rate(1, 10) == pytest.approx(0.0, abs=1e-12)
+    assert codestats.chance_shared_share(1, 10) == 0.0
+    assert codestats.chance_shared_share(5, 1) == 1.0 and codestats.chance_collision_rate(5, 1) == pytest.approx(0.8)
+    # 64^4 IDs: the naive (1 - 1/m)^N loses digits; the rates stay positive and ordered
+    m = 64 ** 4
+    rate, share = codestats.chance_collision_rate(3000, m), codestats.chance_shared_share(3000, m)
+    assert 0 < rate < share < 1e-3
+    assert share == pytest.approx((3000 - 1) / m, rel=1e-3)

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from gensar_lib.artifacts import code_fingerprint
-from gensar_lib.plots import CLAIMS, figures_dir
+from gensar_lib.plots import CLAIMS
 
 pytestmark = pytest.mark.after_notebooks
 PACKAGE = Path(__file__).resolve().parent.parent / "gensar_lib"
@@ -268,9 +268,3 @@ def test_recorded_claims_hold(claims_root):
                 failed.append(f"{name} [{profile}, {dataset}]: {claim}: {report['values']}")
     assert checked, f"{claims_root}: no claim of a known tier was recorded"
     assert not failed, "\n".join(failed)
-
-
-@pytest.fixture
-def claims_root(request) -> Path:
-    chosen = request.config.getoption("--claims-from")
-    return Path(chosen) if chosen else figures_dir()

@@ -43,3 +43,7 @@ def test_trend_direction_and_size():
 def test_numbers_never_in_exponent_form():
     assert prose.compare("A", 12345.678, "B", 0.000123, digits=3) == "A is higher than B (12346 against 0.000123)."
     assert "e+" not in prose.trend("n", [1.5, 2500.25])
+
+
+def test_compare_without_a_verb():
+    assert prose.compare("A", 2, "B", 1, verb="", more="above") == "A above B (2 against 1)."
