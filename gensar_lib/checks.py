@@ -35,11 +35,13 @@ import numpy as np
 __all__ = [
     "CHECKS",
     "check_allowed_next",
+    "check_category_query",
     "check_collision_rate",
     "check_cosine_neighbours",
     "check_expected_collision_rate",
     "check_hit_rate",
     "check_last_events",
+    "check_leave_one_out_test",
     "check_ndcg",
     "check_nsip_prompt",
     "check_pareto_front",
@@ -173,6 +175,137 @@ def _numeric(student, cases, call, expected, variants, edges, fallback: str, wha
     if first_raised is not None:
         raise first_raised
     raise _Fail(fallback)
+
+
+# ---------------------------------------------------------------------------
+# Notebook 00: data
+# ---------------------------------------------------------------------------
+
+
+CATEGORY_PATH_CASES: list[tuple[str, ...]] = [
+    ("Cell Phones & Accessories", "Cases"),
+    ("Office Products", "Office & School Supplies", "Paper"),  # "office" again at the second level
+    ("Toys & Games", "Games & Puzzles", "Jigsaw Puzzles"),  # repeats, and a term that comes back later
+    ("Office & School Supplies", "Writing & Correction", "Pens & Refills", "Gel Ink Pens"),
+    ("Clothing, Shoes & Jewelry", "Women's", "Shoes", "Boots"),  # a possessive, a comma
+    ("Garden", "Hand Tools", "Pruning Shears"),  # "shears" stays as it is
+    ("Electronics",),  # one level: no query
+    (),
+    ("All", "Other"),  # two levels of stop words only: no term left
+]
+
+
+def _query_variants(path: tuple[str, ...]) -> dict[str, Any]:
+    """What known mistakes return for ``path``."""
+    from gensar_lib.data.queries import text_terms
+
+    terms = [t for level in path for t in text_terms(level)]
+    per_level = [t for level in path for t in dict.fromkeys(text_terms(level))]
+    plain = [w for level in path for w in level.lower().split()]
+    return {"all terms": " ".join(terms), "per level": " ".join(per_level), "plain": " ".join(dict.fromkeys(plain))}
+
+
+def check_category_query(fn: Callable) -> bool:
+    """Exercise 0.1: ``fn(path)`` -> the Ai et al. query of a category path, or None (``query_from_categories``)."""
+
+    def body(student):
+        from gensar_lib.data.queries import query_from_categories
+
+        for path in CATEGORY_PATH_CASES:
+            expected, got = query_from_categories(path), student(list(path))
+            if got == expected:
+                continue
+            if expected is None:
+                if len(path) < 2:
+                    raise _Fail("a path with fewer than two levels has no query: return None")
+                if got == "":
+                    raise _Fail("when no term is left (only stop words), return None, not an empty string")
+                raise _Fail("when no term is left (only stop words), return None")
+            if got is None:
+                raise _Fail("a path of two or more levels with terms left has a query: return it, not None")
+            if not isinstance(got, str):
+                raise _Fail(f"return the query as one string (terms joined by single spaces), "
+                            f"not {type(got).__name__}")
+            variants = _query_variants(path)
+            if got in (variants["all terms"], variants["per level"]):
+                raise _Fail("a term already used (at a higher level or earlier in the same level) is dropped")
+            if sorted(got.split()) == sorted(expected.split()):
+                raise _Fail("the right terms in the wrong order: keep each term where it first appears, "
+                            "from the top level down")
+            if got == variants["plain"] or got.split() != [w for w in got.split() if w.isalnum()]:
+                raise _Fail("build the terms of each level with text_terms: it lower-cases, drops stop words and "
+                            "punctuation such as '&', and makes nouns singular")
+            raise _Fail("the query is the text_terms of every level, top level first, each term once, joined by "
+                        "single spaces")
+
+    return _run("0.1", fn, body)
+
+
+def _split_events() -> list[tuple[list, str]]:
+    from gensar_lib.data.schema import Event
+
+    # (time, item, query): a search event built from a review shares the review's time and item and is
+    # listed right after it (the review twin)
+    twins = [Event(0, 3), Event(1, 5, "pen"), Event(2, 7), Event(2, 7, "paper"), Event(3, 1),
+             Event(4, 2, "pen"), Event(5, 4), Event(5, 4, "ink"), Event(6, 8), Event(7, 6),
+             Event(7, 6, "tape")]
+    plain = [Event(0, 1), Event(1, 2, "a"), Event(2, 3), Event(3, 4, "b"), Event(4, 5), Event(5, 6)]
+    last_twin = [Event(0, 1, "x"), Event(1, 2), Event(2, 3, "y"), Event(3, 4), Event(3, 4, "z"), Event(4, 9)]
+    return [(twins, "search"), (twins, "rec"), (plain, "rec"), (plain, "search"), (last_twin, "search"),
+            (last_twin, "rec"), ([Event(0, 1), Event(1, 2), Event(2, 3)], "rec"), ([], "rec")]
+
+
+SPLIT_CASES = _split_events()
+
+
+def check_leave_one_out_test(fn: Callable) -> bool:
+    """Exercise 0.2: ``fn(events, task)`` -> (test target, strict history) of one user's task, or None
+    (``leave_one_out``)."""
+
+    def body(student):
+        from gensar_lib.data.schema import Dataset, Item
+        from gensar_lib.data.splits import leave_one_out
+
+        for events, task in SPLIT_CASES:
+            ds = Dataset("check", [Item(str(i), f"item {i}") for i in range(10)], ["u"], [list(events)])
+            case = next((c for c in leave_one_out(ds, "strict").test if c.task == task), None)
+            got = student(list(events), task)
+            if case is None:
+                if got is not None:
+                    raise _Fail("with fewer than 3 events of the task, all of them are training targets: "
+                                "return None")
+                continue
+            if got is None:
+                raise _Fail("this user has at least 3 events of the task: return its test case, not None")
+            if not isinstance(got, tuple | list) or len(got) != 2:
+                raise _Fail("return a pair (target, history)")
+            target, history = got
+            of_task = [e for e in events if e.task == task]
+            if tuple(target) != tuple(case.target):
+                if getattr(target, "task", task) != task or tuple(target) not in {tuple(e) for e in of_task}:
+                    raise _Fail("the target is an event of the asked task")
+                if len(of_task) >= 2 and tuple(target) == tuple(of_task[-2]):
+                    raise _Fail("the second last event of the task is the validation target; the test target "
+                                "is the last")
+                raise _Fail("the test target is the user's last event of the task")
+            history = [tuple(e) for e in history]
+            if history == [tuple(e) for e in case.history]:
+                continue
+            listed = [tuple(e) for e in events[:events.index(case.target)]]
+            if history == listed:
+                raise _Fail("that is every event listed before the target (the official pipeline): it holds "
+                            "the target's review twin; keep only events strictly earlier in time")
+            if history == [tuple(e) for e in case.history if e.task == task]:
+                raise _Fail("the history holds the earlier events of both tasks, not only of the target's task")
+            if sorted(history) == sorted(tuple(e) for e in case.history):
+                raise _Fail("keep the history in the order of the events (time order)")
+            if any(e[0] >= case.target.time for e in history if len(e)):
+                raise _Fail("an event at the target's time (or later) is not earlier: keep only strictly "
+                            "earlier times")
+            raise _Fail("the history is every event, of either task, with a time strictly earlier than the "
+                        "target's")
+
+    return _run("0.2", fn, body)
 
 
 # ---------------------------------------------------------------------------
@@ -875,6 +1008,8 @@ def check_expected_collision_rate(fn: Callable) -> bool:
 
 
 CHECKS: dict[str, Callable[[Callable], bool]] = {
+    "0.1": check_category_query,
+    "0.2": check_leave_one_out_test,
     "1.1": check_cosine_neighbours,
     "1.2": check_hit_rate,
     "2.1": check_residual_quantize,

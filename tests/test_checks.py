@@ -20,7 +20,7 @@ from gensar_lib.student_copies import END_MARKER as END
 from gensar_lib.student_copies import student_notebook
 
 NOTEBOOKS = REPO_ROOT / "notebooks"
-EXERCISE_NOTEBOOKS = ["01_embeddings", "02_residual_quantization", "03_identifiers", "04_instructions",
+EXERCISE_NOTEBOOKS = ["00_data", "01_embeddings", "02_residual_quantization", "03_identifiers", "04_instructions",
                       "05_t5_training", "06_identifier_ablation"]
 HEADING = re.compile(r"^### Exercise (\d+)\.(\d+) — \S", re.MULTILINE)
 CHECK_CALL = re.compile(r"^checks\.(check_\w+)\((\w+)\)$")
@@ -82,6 +82,60 @@ def reference(number: str):
 # ---------------------------------------------------------------------------
 # Plausible wrong answers, per exercise
 # ---------------------------------------------------------------------------
+
+
+def _query_terms(path):
+    from gensar_lib.data.queries import text_terms
+
+    return [t for level in path for t in text_terms(level)]
+
+
+def _query_all_terms(path):
+    return " ".join(_query_terms(path)) or None if len(path) >= 2 else None
+
+
+def _query_sorted(path):
+    return " ".join(sorted(set(_query_terms(path)))) or None if len(path) >= 2 else None
+
+
+def _query_one_level(path):
+    return " ".join(dict.fromkeys(_query_terms(path))) or None
+
+
+def _query_split_words(path):
+    return " ".join(dict.fromkeys(w for level in path for w in level.lower().split())) or None if len(path) >= 2 else None
+
+
+def _query_empty_string(path):
+    return " ".join(dict.fromkeys(_query_terms(path))) if len(path) >= 2 else None
+
+
+def _test_case(events, task, history, at=-1, least=3):
+    of_task = [e for e in events if e.task == task]
+    if len(of_task) < least:
+        return None
+    target = of_task[at]
+    return target, history(events, target, task)
+
+
+def _test_case_listed_before(events, task):
+    return _test_case(events, task, lambda ev, t, _: ev[:ev.index(t)])
+
+
+def _test_case_same_task(events, task):
+    return _test_case(events, task, lambda ev, t, k: [e for e in ev if e.time < t.time and e.task == k])
+
+
+def _test_case_up_to_target_time(events, task):
+    return _test_case(events, task, lambda ev, t, _: [e for e in ev if e.time <= t.time and e != t])
+
+
+def _test_case_always(events, task):
+    return _test_case(events, task, lambda ev, t, _: [e for e in ev if e.time < t.time], least=1)
+
+
+def _test_case_second_last(events, task):
+    return _test_case(events, task, lambda ev, t, _: [e for e in ev if e.time < t.time], at=-2)
 
 
 def _nn_with_self(emb, item, k):
@@ -318,6 +372,11 @@ def _pareto_weak(points):
 
 
 WRONG = {  # number -> [(a plausible wrong answer, a fragment of the hint it must get)]
+    "0.1": [(_query_all_terms, "already used"), (_query_sorted, "wrong order"), (_query_one_level, "fewer than two"),
+            (_query_split_words, "text_terms"), (_query_empty_string, "empty string")],
+    "0.2": [(_test_case_listed_before, "official pipeline"), (_test_case_same_task, "both tasks"),
+            (_test_case_up_to_target_time, "strictly earlier"), (_test_case_always, "fewer than 3"),
+            (_test_case_second_last, "validation target")],
     "1.1": [(_nn_with_self, "its own neighbour"), (_nn_dot, "dot product"), (_nn_worst_first, "wrong order")],
     "1.2": [(lambda r, k: float((np.asarray(r) < k).mean()) if len(r) else 0.0, "-1"),
             (lambda r, k: float(((np.asarray(r) >= 0) & (np.asarray(r) <= k)).mean()) if len(r) else 0.0,
@@ -362,7 +421,7 @@ NUMERIC = {
 
 
 def test_registry_covers_every_exercise():
-    assert sorted(checks.CHECKS) == ["1.1", "1.2", "2.1", "2.2", "3.1", "3.2", "3.3", "4.1", "4.2", "5.1", "5.2",
+    assert sorted(checks.CHECKS) == ["0.1", "0.2", "1.1", "1.2", "2.1", "2.2", "3.1", "3.2", "3.3", "4.1", "4.2", "5.1", "5.2",
                                      "6.1", "6.2"]
     assert set(WRONG) == set(checks.CHECKS)
     for number, fn in checks.CHECKS.items():
@@ -428,6 +487,18 @@ def test_hints_never_show_expected_values(number, capsys):
         assert not leaked, (number, out, leaked)
 
 
+def test_query_hints_never_show_expected_queries(capsys):
+    """Exercise 0.1: no hint prints the query (or a term of it) that the check expected."""
+    from gensar_lib.data.queries import query_from_categories
+
+    terms = {t for path in checks.CATEGORY_PATH_CASES for t in (query_from_categories(path) or "").split()}
+    for wrong, _ in WRONG["0.1"]:
+        checks.check_category_query(wrong)
+        hint = capsys.readouterr().out.split(":", 1)[1]
+        shown = sorted(t for t in terms if re.search(rf"\b{t}\b", hint))
+        assert not shown, (hint, shown)
+
+
 def test_array_hints_never_show_expected_values(capsys):
     """Non-numeric checks: the hints carry no item indices, codes or names of the expected answer."""
     for number in set(checks.CHECKS) - set(NUMERIC):
@@ -491,7 +562,7 @@ def test_student_copy_prints_not_done_yet(name, capsys):
             f"⏳ Exercise {ex['number']}: not done yet — replace the NotImplementedError in the cell above")
 
 
-@pytest.mark.parametrize("name", [*EXERCISE_NOTEBOOKS, "00_data"])
+@pytest.mark.parametrize("name", EXERCISE_NOTEBOOKS)
 def test_notebooks_import_checks_and_frame_the_lesson(name):
     cells = json.loads((NOTEBOOKS / f"{name}.ipynb").read_text())["cells"]
     first = _source(cells[0])
@@ -500,10 +571,9 @@ def test_notebooks_import_checks_and_frame_the_lesson(name):
     footer = _source(cells[-1])
     assert cells[-1]["cell_type"] == "markdown" and "## Summary" in footer and "## What to try next" in footer, name
     assert footer.index("## Summary") < footer.index("## What to try next"), name
-    if name != "00_data":
-        code = "\n".join(_source(c) for c in cells if c["cell_type"] == "code")
-        assert re.search(r"^from gensar_lib import (\w+, )*checks\b", code, re.MULTILINE), name
-        assert not re.search(r"^checks\s*=", code, re.MULTILINE), f"{name}: a variable shadows the checks module"
+    code = "\n".join(_source(c) for c in cells if c["cell_type"] == "code")
+    assert re.search(r"^from gensar_lib import (\w+, )*checks\b", code, re.MULTILINE), name
+    assert not re.search(r"^checks\s*=", code, re.MULTILINE), f"{name}: a variable shadows the checks module"
     for cell in cells:
         if cell["cell_type"] == "code":
             assert not cell.get("outputs") and cell.get("execution_count") is None, f"{name}: committed with outputs"

@@ -21,7 +21,7 @@ from gensar_lib.config import REPO_ROOT
 
 SCRIPT = REPO_ROOT / "scripts" / "make_student_copies.py"
 NOTEBOOKS = REPO_ROOT / "notebooks"
-EXERCISE_NOTEBOOKS = ["01", "02", "03", "04", "05"]  # each must hold at least two exercises
+EXERCISE_NOTEBOOKS = ["00", "01", "02", "03", "04", "05"]  # each must hold at least two exercises
 NOTEBOOK_TIMEOUT_S = 900
 
 
@@ -285,7 +285,7 @@ def real_student_dir(tmp_path_factory) -> Path:
 def test_real_notebook_has_exercises(prefix):
     nb = nbformat.read(_real(prefix), as_version=4)
     n = len(_solution_cells(nb))
-    assert n >= 2, f"{_real(prefix).name} has {n} exercise solution cells; notebooks 01-05 need at least 2"
+    assert n >= 2, f"{_real(prefix).name} has {n} exercise solution cells; notebooks 00-05 need at least 2"
 
 
 def test_real_student_copies(real_student_dir):
@@ -315,7 +315,7 @@ def test_real_student_copies(real_student_dir):
 
 
 def _notebooks_to_execute() -> list[str]:
-    """01-05 (which must have exercises) and any other notebook that has some."""
+    """00-05 (which must have exercises) and any other notebook that has some."""
     names = {_real(p).name for p in EXERCISE_NOTEBOOKS if list(NOTEBOOKS.glob(f"{p}_*.ipynb"))}
     for path in NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"):
         if _solution_cells(nbformat.read(path, as_version=4)):
