@@ -332,15 +332,21 @@ def t5_training_curves(history: pd.DataFrame) -> plt.Figure:
     return fig
 
 
-def generative_result_bars(table: pd.DataFrame) -> plt.Figure:
+def generative_result_bars(table: pd.DataFrame, random_hr10: dict[str, float]) -> plt.Figure:
     """Notebook 05, section 4: HR@10 and NDCG@10 per task and protocol (``table``: columns ``task``,
-    ``protocol``, ``HR@10``, ``NDCG@10``), with random HR@10 under the sampled protocol."""
-    fig, ax = plt.subplots(figsize=(7, 3.6))
+    ``protocol``, ``HR@10``, ``NDCG@10``), with each protocol's random HR@10 (``random_hr10``: protocol ->
+    value, e.g. 10 / candidates for the sampled protocol, 10 / items for full ranking) drawn over its own bars only."""
+    fig, ax = plt.subplots(figsize=(9, 3.6))
     bars = table.assign(setting=table["task"] + " / " + table["protocol"]).set_index("setting")[["HR@10", "NDCG@10"]]
     bars.plot.bar(ax=ax, rot=0)
-    ax.axhline(0.10, color="grey", ls=":", label="random HR@10 (sampled)")
+    for n, protocol in enumerate(dict.fromkeys(table["protocol"])):
+        at = [i for i, p in enumerate(table["protocol"]) if p == protocol]
+        value = random_hr10[protocol]
+        for j, i in enumerate(at):  # one short line over this setting's pair of bars
+            ax.hlines(value, i - 0.35, i + 0.35, color=f"C{n + 2}", ls=":", lw=2, zorder=3,
+                      label=f"random HR@10 ({protocol}: {value:.3g})" if j == 0 else None)
     ax.set(ylabel="score", title="Test results of the generative model")
-    ax.legend()
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside the axes: it hides no bar
     return fig
 
 
