@@ -41,8 +41,8 @@ from gensar_lib.data.pipeline import PreparedData
 from gensar_lib.evaluation import held_out
 from gensar_lib.methods import LABELS, METHODS
 from gensar_lib.plots import plot_collisions, plot_hparams, plot_tradeoff, plot_variants
-from gensar_lib.results import (AblationResult, combine, committed_path, downstream_frame, downstream_path,
-                                load_committed)
+from gensar_lib.results import (AblationResult, combine, committed_path, committed_status, downstream_frame,
+                                downstream_path, load_committed)
 from gensar_lib.rqvae import all_identifiers, identifier_model, identifiers, item_embeddings
 from gensar_lib.structure import identifier_structure
 from gensar_lib.tables import (baseline_gap, collision_frame, differences, paper_table, pareto_front, reproduction,

@@ -108,6 +108,18 @@ def _looks_like_path(name: str) -> bool:
 
 @lru_cache(maxsize=4)
 def _load(resolved: str, name: str, device: str):
+    from transformers.utils import logging as hf_logging
+
+    shown = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()  # the weights' loading bar: a line of noise in every notebook
+    try:
+        return _load_model(resolved, name, device)
+    finally:
+        if shown:
+            hf_logging.enable_progress_bar()
+
+
+def _load_model(resolved: str, name: str, device: str):
     if _looks_like_path(resolved):
         folder = Path(resolved).expanduser()
         if not folder.is_dir():

@@ -59,19 +59,26 @@ def from_dict(report: dict[str, Any]) -> AblationResult:
                           report.get("structure", {}), report.get("profile_key", ""), report.get("provenance", {}))
 
 
-def load_committed(dataset: str, profile: Profile, path: Path | None = None) -> AblationResult | None:
-    """The committed results of this dataset and profile; None (with a warning) when absent or made
-    with other profile values, so that no stale number is shown as today's."""
+def committed_status(dataset: str, profile: Profile, path: Path | None = None) -> tuple[AblationResult | None, str]:
+    """The committed results of this dataset and profile, or None when absent or made with other profile values
+    (so that no stale number is shown as today's), with a sentence that says which (notebook 06, section 2)."""
     path = path or committed_path(dataset, profile.name)
     if not path.exists():
-        warnings.warn(f"no committed ablation results at {path}: every method is trained now", stacklevel=2)
-        return None
+        return None, (f"no committed ablation results for profile {profile.name!r} on {dataset}: every method is "
+                      "trained now")
     result = from_dict(json.loads(path.read_text()))
     if result.profile_key != fingerprint(profile):
-        warnings.warn(f"{path}: field 'profile_key' = {result.profile_key!r}, but profile {profile.name!r} is now "
-                      f"{fingerprint(profile)!r} (its values changed since these results were made): they are "
-                      f"not loaded, and every method is trained now", stacklevel=2)
-        return None
+        return None, (f"{path.name}: field 'profile_key' = {result.profile_key!r}, but profile {profile.name!r} is "
+                      f"now {fingerprint(profile)!r} (its values changed since these results were made): they are "
+                      "not loaded, and every method is trained now")
+    return result, f"loaded the committed runs of profile {profile.name!r} on {dataset} (the hyper-parameter grid too)"
+
+
+def load_committed(dataset: str, profile: Profile, path: Path | None = None) -> AblationResult | None:
+    """:func:`committed_status`'s results, with a warning when there are none."""
+    result, status = committed_status(dataset, profile, path)
+    if result is None:
+        warnings.warn(status, stacklevel=2)
     return result
 
 

@@ -166,6 +166,10 @@ def test_committed_results_load_only_for_the_same_profile(tmp_path):
         assert ablation.load_committed("synthetic", other, path) is None
     with pytest.warns(UserWarning, match="no committed ablation results"):
         assert ablation.load_committed("synthetic", TINY, tmp_path / "none.json") is None
+    assert ablation.committed_status("synthetic", TINY, path) == (made, "loaded the committed runs of profile "
+                                                                  "'tiny' on synthetic (the hyper-parameter grid too)")
+    none, status = ablation.committed_status("synthetic", other, path)
+    assert none is None and "values changed" in status and str(tmp_path) not in status  # no path shown
     assert ablation.committed_path("Office", "small").name == "ablation_office_small.json"
 
 
