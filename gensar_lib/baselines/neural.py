@@ -183,28 +183,33 @@ class SearchRecTransformer(nn.Module):
 
 @torch.no_grad()
 def score_cases(model: SearchRecTransformer, cases: Sequence[Case], queries: QueryTable,
-                batch_size: int = 512) -> np.ndarray:
-    """Scores [n_cases, n_items] of any cases (each scored through its own task's head)."""
+                batch_size: int = 512, tensors: dict[str, torch.Tensor] | None = None) -> np.ndarray:
+    """Scores [n_cases, n_items] of any cases (each scored through its own task's head); ``tensors``: their
+    :func:`case_tensors`, when already made."""
     model.eval()
+    tensors = tensors or case_tensors(cases, queries, model.n_items, model.length)
     out = np.zeros((len(cases), model.n_items), dtype=np.float32)
     for task in TASKS:
-        rows = [i for i, c in enumerate(cases) if c.task == task]
+        rows = np.array([i for i, c in enumerate(cases) if c.task == task], dtype=np.int64)
         for start in range(0, len(rows), batch_size):
             part = rows[start:start + batch_size]
-            inputs = case_tensors([cases[i] for i in part], queries, model.n_items, model.length)
-            out[part] = model(**inputs, task=task).numpy()
+            out[part] = model(**{k: v[part] for k, v in tensors.items()}, task=task).numpy()
     return out
 
 
 def validation_score(model: SearchRecTransformer, cases: Sequence[Case], candidates: np.ndarray,
-                     queries: QueryTable) -> float:
-    """Mean over the model's trained tasks of ``evaluation.selection_score`` on the validation cases."""
+                     queries: QueryTable, tensors: dict[str, torch.Tensor] | None = None) -> float:
+    """Mean over the model's trained tasks of ``evaluation.selection_score`` on the validation cases
+    (``tensors``: their :func:`case_tensors`, when already made)."""
+    tensors = tensors or case_tensors(cases, queries, model.n_items, model.length)
     scores = []
     for task in model.variant.tasks:
-        rows = [i for i, c in enumerate(cases) if c.task == task]
+        rows = np.array([i for i, c in enumerate(cases) if c.task == task], dtype=np.int64)
         part = [cases[i] for i in rows]
         if part:
-            scores.append(selection_score(score_cases(model, part, queries), part, candidates[rows]))
+            scores.append(selection_score(score_cases(model, part, queries, tensors={k: v[rows] for k, v in
+                                                                                     tensors.items()}),
+                                          part, candidates[rows]))
     return float(np.mean(scores))
 
 
@@ -223,24 +228,28 @@ def train_learned(name: str, prepared: PreparedData, profile: Profile, items: np
         model = SearchRecTransformer(items, queries, variant, cfg)
         optim = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         rng = np.random.default_rng(profile.seed)
+        # every case's tensors, made once (a batch takes its rows)
+        inputs = case_tensors(train, queries, model.n_items, model.length)
+        targets = torch.tensor([c.target.item for c in train])
+        task_of = np.array([c.task for c in train])
+        valid_inputs = case_tensors(valid, queries, model.n_items, model.length)
         scores: list[float] = []
         best, best_state, waited = -1.0, None, 0
         for _ in tqdm(range(cfg.epochs), desc=name, disable=not progress):
             model.train()
             order = rng.permutation(len(train))
-            batches = [[train[i] for i in order[s:s + cfg.batch_size]] for s in range(0, len(order), cfg.batch_size)]
-            for batch in batches:
+            for s in range(0, len(order), cfg.batch_size):
+                batch = order[s:s + cfg.batch_size]
                 for task in variant.tasks:  # a batch holds both tasks' cases: one loss each, summed
-                    part = [c for c in batch if c.task == task]
-                    if not part:
+                    part = batch[task_of[batch] == task]
+                    if not len(part):
                         continue
-                    inputs = case_tensors(part, queries, model.n_items, model.length)
-                    targets = torch.tensor([c.target.item for c in part])
-                    loss = nn.functional.cross_entropy(model(**inputs, task=task), targets) * len(part) / len(batch)
+                    logits = model(**{k: v[part] for k, v in inputs.items()}, task=task)
+                    loss = nn.functional.cross_entropy(logits, targets[part]) * len(part) / len(batch)
                     loss.backward()
                 optim.step()
                 optim.zero_grad(set_to_none=True)
-            scores.append(validation_score(model, valid, candidates, queries))
+            scores.append(validation_score(model, valid, candidates, queries, valid_inputs))
             if scores[-1] > best:
                 best, best_state, waited = scores[-1], copy.deepcopy(model.state_dict()), 0
             else:
