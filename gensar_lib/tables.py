@@ -96,7 +96,7 @@ TASK_NAMES = {"rec": "recommendation", "search": "search"}
 def _standing(diff: float, se: float, beyond: bool | None) -> str:
     """How a difference and its standard error read: beyond two standard errors, within them, or unknown."""
     if beyond is None:
-        return "one of the two ran one seed, so no standard error: not evidence either way"
+        return f"{abs(diff):.3f}; one of the two ran one seed, so there is no standard error: not evidence either way"
     return (f"{abs(diff):.3f} ± {se:.3f}, " + ("beyond two standard errors" if beyond
                                                  else "within two standard errors: level"))
 
