@@ -283,11 +283,14 @@ def test_the_personal_search_model_ignores_the_history_queries_and_the_joint_mod
     rows = inputs["queries"].clone()
     with torch.no_grad():
         for learned, reads in ((personal, False), (joint, True)):
-            before = learned.model(**inputs, task="search")
+            before = learned.model(**inputs)
             inputs["queries"] = torch.zeros_like(rows)
-            after = learned.model(**inputs, task="search")
+            after = learned.model(**inputs)
             inputs["queries"] = rows
             assert (not torch.allclose(before, after)) == reads
+            # the same cases read as recommendation: the joint model's other head, the personal model's only one
+            as_rec = learned.model(**{**inputs, "task": torch.zeros_like(inputs["task"])})
+            assert (not torch.allclose(before, as_rec)) == reads
 
 
 def test_query_popularity_is_above_bm25_on_office_search(office_prepared, session_cache):
@@ -297,3 +300,11 @@ def test_query_popularity_is_above_bm25_on_office_search(office_prepared, sessio
     full = {name: evaluate_baseline(name, office_prepared, TINY, cases, candidates, session_cache)["search"]["full"]
             for name in ("query-popularity", "bm25")}
     assert full["query-popularity"]["HR@10"] > full["bm25"]["HR@10"] + 0.2
+
+
+def test_the_case_budget_caps_whole_epochs():
+    cfg = dataclasses.replace(TINY.baselines, epochs=15, case_budget=800_000)
+    assert neural.epochs_allowed(cfg, 33_000) == 15  # the budget is not reached
+    assert neural.epochs_allowed(cfg, 86_000) == 9  # 9 whole epochs fit in 800,000 cases
+    assert neural.epochs_allowed(cfg, 2_000_000) == 1  # at least one epoch
+    assert neural.epochs_allowed(dataclasses.replace(cfg, case_budget=None), 2_000_000) == 15

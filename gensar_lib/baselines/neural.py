@@ -106,7 +106,7 @@ def query_table(prepared: PreparedData, profile: Profile) -> QueryTable:
 def case_tensors(cases: Sequence[Case], queries: QueryTable, n_items: int, length: int) -> dict[str, torch.Tensor]:
     """The last ``length`` history events of each case, left-padded, and the slot's query:
     ``items`` (padding ``n_items``), ``kinds`` (:data:`KIND`), ``queries`` (QueryTable rows) [B, length],
-    and ``slot`` [B] (the case's own query row; 0 for recommendation)."""
+    ``slot`` [B] (the case's own query row; 0 for recommendation) and ``task`` [B] (its :data:`KIND`)."""
     items = np.full((len(cases), length), n_items, dtype=np.int64)
     kinds = np.full((len(cases), length), KIND["slot"], dtype=np.int64)
     rows = np.zeros((len(cases), length), dtype=np.int64)
@@ -117,8 +117,9 @@ def case_tensors(cases: Sequence[Case], queries: QueryTable, n_items: int, lengt
             kinds[b, -len(events):] = [KIND[e.task] for e in events]
             rows[b, -len(events):] = [queries.row(e.query) for e in events]
     slot = np.array([queries.row(c.target.query) for c in cases], dtype=np.int64)
+    task = np.array([KIND[c.task] for c in cases], dtype=np.int64)
     return {name: torch.from_numpy(a) for name, a in
-            (("items", items), ("kinds", kinds), ("queries", rows), ("slot", slot))}
+            (("items", items), ("kinds", kinds), ("queries", rows), ("slot", slot), ("task", task))}
 
 
 # --------------------------------------------------------------------------------------
@@ -161,8 +162,9 @@ class SearchRecTransformer(nn.Module):
         return self.term(self.query_terms) + self.query_text(self.query_vectors)
 
     def forward(self, items: torch.Tensor, kinds: torch.Tensor, queries: torch.Tensor, slot: torch.Tensor,
-                task: str) -> torch.Tensor:
-        """Scores [B, n_items] of the cases of one ``task`` (tensors of :func:`case_tensors`)."""
+                task: torch.Tensor) -> torch.Tensor:
+        """Scores [B, n_items] of cases of either task (tensors of :func:`case_tensors`): one encoder pass for
+        the batch, then each case's state through its task's head (a variant trained on one task has one)."""
         table, query = self.items(), self.query_table()
         padded = torch.cat([table, table.new_zeros(1, table.shape[1])])  # row n_items: padding
         events = padded[items] + self.kind(kinds)
@@ -172,8 +174,9 @@ class SearchRecTransformer(nn.Module):
         x = torch.cat([events, last[:, None]], dim=1) + self.position.weight
         pad = torch.cat([items == self.n_items, torch.zeros_like(slot, dtype=torch.bool)[:, None]], dim=1)
         state = self.norm(self.encoder(x, src_key_padding_mask=pad)[:, -1])
-        head = self.heads[task if task in self.heads else self.variant.tasks[0]]
-        return head(state) @ table.T + self.bias
+        head = {name: self.heads[name if name in self.heads else self.variant.tasks[0]] for name in TASKS}
+        out = torch.where((task == KIND["search"])[:, None], head["search"](state), head["rec"](state))
+        return out @ table.T + self.bias
 
 
 # --------------------------------------------------------------------------------------
@@ -189,11 +192,8 @@ def score_cases(model: SearchRecTransformer, cases: Sequence[Case], queries: Que
     model.eval()
     tensors = tensors or case_tensors(cases, queries, model.n_items, model.length)
     out = np.zeros((len(cases), model.n_items), dtype=np.float32)
-    for task in TASKS:
-        rows = np.array([i for i, c in enumerate(cases) if c.task == task], dtype=np.int64)
-        for start in range(0, len(rows), batch_size):
-            part = rows[start:start + batch_size]
-            out[part] = model(**{k: v[part] for k, v in tensors.items()}, task=task).numpy()
+    for start in range(0, len(cases), batch_size):
+        out[start:start + batch_size] = model(**{k: v[start:start + batch_size] for k, v in tensors.items()}).numpy()
     return out
 
 
@@ -211,6 +211,11 @@ def validation_score(model: SearchRecTransformer, cases: Sequence[Case], candida
                                                                                      tensors.items()}),
                                           part, candidates[rows]))
     return float(np.mean(scores))
+
+
+def epochs_allowed(cfg: BaselineConfig, n_cases: int) -> int:
+    """``cfg.epochs``, or fewer whole epochs where ``cfg.case_budget`` training cases run out first (at least one)."""
+    return cfg.epochs if cfg.case_budget is None else max(1, min(cfg.epochs, cfg.case_budget // n_cases))
 
 
 def train_learned(name: str, prepared: PreparedData, profile: Profile, items: np.ndarray, queries: QueryTable,
@@ -231,22 +236,16 @@ def train_learned(name: str, prepared: PreparedData, profile: Profile, items: np
         # every case's tensors, made once (a batch takes its rows)
         inputs = case_tensors(train, queries, model.n_items, model.length)
         targets = torch.tensor([c.target.item for c in train])
-        task_of = np.array([c.task for c in train])
         valid_inputs = case_tensors(valid, queries, model.n_items, model.length)
         scores: list[float] = []
         best, best_state, waited = -1.0, None, 0
-        for _ in tqdm(range(cfg.epochs), desc=name, disable=not progress):
+        for _ in tqdm(range(epochs_allowed(cfg, len(train))), desc=name, disable=not progress):
             model.train()
             order = rng.permutation(len(train))
             for s in range(0, len(order), cfg.batch_size):
-                batch = order[s:s + cfg.batch_size]
-                for task in variant.tasks:  # a batch holds both tasks' cases: one loss each, summed
-                    part = batch[task_of[batch] == task]
-                    if not len(part):
-                        continue
-                    logits = model(**{k: v[part] for k, v in inputs.items()}, task=task)
-                    loss = nn.functional.cross_entropy(logits, targets[part]) * len(part) / len(batch)
-                    loss.backward()
+                batch = order[s:s + cfg.batch_size]  # a joint batch holds both tasks' cases, each through its head
+                loss = nn.functional.cross_entropy(model(**{k: v[batch] for k, v in inputs.items()}), targets[batch])
+                loss.backward()
                 optim.step()
                 optim.zero_grad(set_to_none=True)
             scores.append(validation_score(model, valid, candidates, queries, valid_inputs))
