@@ -21,7 +21,10 @@ learned embeddings of its terms (``data.queries.text_terms``; terms never seen i
 are dropped) plus a linear map of its frozen sentence embedding, where TEM and UniSAR learn word
 embeddings only; the model is two pre-norm transformer layers of width 64 (small profile); UniSAR's
 separate transition encoders and contrastive alignment losses, and JSR's item reconstruction, are
-not reproduced: one encoder and one cross-entropy per task stand in for them.
+not reproduced: one encoder and one cross-entropy over the batch (each case through its task's head)
+stand in for them. Training is capped by a budget of training cases (``BaselineConfig.case_budget``), so
+the joint model, which reads both tasks' cases every epoch, trains fewer epochs than the personalised one
+on Amazon Office; it trains on one torch thread, so that a seed gives one model.
 """
 from __future__ import annotations
 
