@@ -115,13 +115,20 @@ def verdict(runs: list[dict[str, Any]], protocol: str = "full", metric: str = "H
             first, second = ranked[:2]
             d = _difference(s.loc[(first, task)], s.loc[(second, task)])
             lines.append(f"Verdict: on {TASK_NAMES[task]}, {LABELS.get(first, first)} identifiers score highest "
-                         f"({s.loc[(first, task), 'mean']:.3f} {metric}, {protocol}), ahead of {LABELS.get(second, second)} by "
+                         f"({s.loc[(first, task), 'mean']:.3f} {metric}, {protocol}), ahead of "
+                         f"{LABELS.get(second, second)} by "
                          f"{_standing(d['difference'], d['standard_error'], d['beyond_2se'])}.")
     if "gensar" in {r["method"] for r in runs} and any(r["family"] == "baseline" for r in runs):
         for row in baseline_gap(runs, protocol, metric).itertuples():
+            name = LABELS.get(row.best_baseline, row.best_baseline)
+            baseline = f"the strongest baseline, {name}, in {metric} ({protocol})"
+            if row.beyond_2se is False:  # within two standard errors: level, whichever side the mean is on
+                lines.append(f"Verdict: on {TASK_NAMES[row.task]}, GenSAR is level with {baseline}: "
+                             f"{'ahead' if row.difference >= 0 else 'behind'} by {abs(row.difference):.3f} ± "
+                             f"{row.standard_error:.3f}, within two standard errors.")
+                continue
             word = "beats" if row.difference > 0 else "trails" if row.difference < 0 else "equals"
-            lines.append(f"Verdict: on {TASK_NAMES[row.task]}, GenSAR {word} the strongest baseline, "
-                         f"{LABELS.get(row.best_baseline, row.best_baseline)}, in {metric} ({protocol}) by "
+            lines.append(f"Verdict: on {TASK_NAMES[row.task]}, GenSAR {word} {baseline} by "
                          f"{_standing(row.difference, row.standard_error, row.beyond_2se)}.")
     return lines
 
