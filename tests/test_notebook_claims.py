@@ -312,6 +312,8 @@ DATASET_FREE = {
     ],
 }
 CLAIMED |= {(notebook, tier, "Office"): claims for notebook, claims in DATASET_FREE.items() for tier in ("tiny", "small")}
+CLAIMED |= {("00_data", "small", "Office"): OFFICE_00, ("01_embeddings", "small", "Office"): OFFICE_01,
+            ("04_instructions", "small", "Office"): CLAIMED[("04_instructions", "small", "synthetic")]}
 
 
 def _recorded(root: Path) -> list[tuple[str, str, str, dict]]:
