@@ -38,6 +38,7 @@ from gensar_lib.ablation_run import check_methods, run_method, run_profile, vari
 from gensar_lib.artifacts import ArtifactCache
 from gensar_lib.config import ConfigError, Profile, fingerprint
 from gensar_lib.data.pipeline import PreparedData
+from gensar_lib.devices import machine_kind
 from gensar_lib.evaluation import held_out
 from gensar_lib.methods import LABELS, METHODS
 from gensar_lib.plots import plot_collisions, plot_hparams, plot_tradeoff, plot_variants
@@ -54,14 +55,13 @@ def run_baselines(prepared: PreparedData, profile: Profile, seed: int, cache: Ar
     """The baselines ``names`` (default: all of :mod:`gensar_lib.baselines`) on the same test cases, for
     one seed, each with what validation chose for it (``baselines.baseline_details``)."""
     from gensar_lib.baselines import BASELINES, baseline_details, evaluate_baseline
-    from gensar_lib.devices import machine_kind
 
     cases, candidates = held_out(prepared, profile)
-    prof = replace(profile, seed=seed)
+    prof, kind = replace(profile, seed=seed), machine_kind()
     return [{"method": name, "family": "baseline", "seed": seed,
              "metrics": evaluate_baseline(name, prepared, prof, cases, candidates, cache),
              **({"chosen": chosen} if (chosen := baseline_details(name, prepared, prof, cache)) else {}),
-             **machine_kind()}
+             **kind}
             for name in (BASELINES if names is None else names)]
 
 
@@ -94,8 +94,6 @@ def fig5_origin(runs: list[dict[str, Any]], prepared: PreparedData, profile: Pro
                 cache: ArtifactCache | None = None) -> list[str]:
     """Notebook 06, section 8: where Fig. 5's GenSAR rates come from, against this machine's GenSAR identifiers
     of the profile's seed (notebook 03's table), and why the two can differ."""
-    from gensar_lib.devices import machine_kind
-
     first = next(r for r in runs if r["method"] == "gensar")
     here = {row["identifier"]: row["before"] for row in
             variant_identifiers("gensar", prepared, profile, cache).collisions}

@@ -69,6 +69,21 @@ class _Printed(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         self.add(f"{record.levelname} {record.name}: {record.getMessage()}")
+        if not _handled_elsewhere(record.name) and logging.lastResort is not None:
+            logging.lastResort.handle(record)  # still printed, as it was before this handler was added
+
+
+def _handled_elsewhere(name: str) -> bool:
+    """Whether a handler other than the recorder takes records of logger ``name`` (following propagation);
+    without one, logging would print them to stderr through its last resort, which the recorder must keep."""
+    logger: logging.Logger | None = logging.getLogger(name)
+    while logger is not None:
+        if any(h is not _PRINTED for h in logger.handlers):
+            return True
+        if not logger.propagate:
+            return False
+        logger = logger.parent
+    return False
 
 
 _PRINTED = _Printed()
